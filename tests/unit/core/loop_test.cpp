@@ -1,0 +1,83 @@
+#include "agent/core/loop.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <thread>
+
+namespace nodewarden::core {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::unique_ptr<Loop> makeLoop() {
+  auto loop = Loop::create();
+  EXPECT_TRUE(loop.isOk()) << loop.status().message();
+  return std::move(loop).value();
+}
+
+TEST(LoopTest, PostFromAnotherThreadRunsOnTheLoopThread) {
+  auto loop = makeLoop();
+  std::thread::id ranOn;
+  std::thread poster([&] { loop->post([&] { ranOn = std::this_thread::get_id(); }); });
+  poster.join();
+  ASSERT_TRUE(loop->runUntil([&] { return ranOn != std::thread::id(); }).isOk());
+  EXPECT_EQ(ranOn, std::this_thread::get_id());
+}
+
+TEST(LoopTest, TimerFiresAfterItsDelay) {
+  auto loop = makeLoop();
+  LoopClock clock(*loop);
+  bool fired = false;
+  auto timer = clock.createTimer([&] { fired = true; });
+  const auto start = std::chrono::steady_clock::now();
+  timer->armIn(20ms);
+  EXPECT_TRUE(timer->armed());
+  ASSERT_TRUE(loop->runUntil([&] { return fired; }).isOk());
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 20ms);
+  EXPECT_FALSE(timer->armed());
+}
+
+TEST(LoopTest, ChildExitIsDeliveredWithItsStatus) {
+  auto loop = makeLoop();
+  // The child signal must be blocked for sd-event to watch children.
+  auto sigchld = loop->addSignal(SIGCHLD, [] {});
+  ASSERT_TRUE(sigchld.isOk());
+  sigchld->reset();
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) ::_exit(7);
+  int status = -1;
+  auto child = loop->addChild(pid, [&](const siginfo_t& info) { status = info.si_status; });
+  ASSERT_TRUE(child.isOk()) << child.status().message();
+  ASSERT_TRUE(loop->runUntil([&] { return status != -1; }).isOk());
+  EXPECT_EQ(status, 7);
+}
+
+TEST(LoopTest, IoCallbackSeesReadableFd) {
+  auto loop = makeLoop();
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  UniqueFd readEnd(fds[0]), writeEnd(fds[1]);
+  std::string got;
+  auto source = loop->addIo(readEnd.get(), EPOLLIN, [&](uint32_t) {
+    char buffer[16];
+    ssize_t n = ::read(readEnd.get(), buffer, sizeof(buffer));
+    if (n > 0) got.assign(buffer, static_cast<size_t>(n));
+  });
+  ASSERT_TRUE(source.isOk());
+  ASSERT_EQ(::write(writeEnd.get(), "ping", 4), 4);
+  ASSERT_TRUE(loop->runUntil([&] { return !got.empty(); }).isOk());
+  EXPECT_EQ(got, "ping");
+}
+
+TEST(LoopTest, ExitEndsRunWithItsCode) {
+  auto loop = makeLoop();
+  loop->post([&] { loop->exit(3); });
+  EXPECT_EQ(loop->run(), 3);
+}
+
+}  // namespace
+}  // namespace nodewarden::core

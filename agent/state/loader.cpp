@@ -1,0 +1,135 @@
+#include "agent/state/loader.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <set>
+#include <tuple>
+
+#include "agent/core/atomic_file.h"
+#include "agent/state/validate.h"
+#include "agent/state/yaml_mapping.h"
+
+namespace nodewarden::state {
+
+namespace {
+
+// Without aliases a document has fewer nodes than bytes. Aliases may share a
+// mapping or a content between resources, but nesting them multiplies the
+// work at each level of the schema, so nodes are bounded by the document's
+// size and strings by what the largest document could hold (twice, for
+// escapes that grow: "\L" is three bytes of UTF-8).
+MappingLimits limitsFor(size_t documentBytes) {
+  return MappingLimits{.maxNodes = 4 * documentBytes + 4096, .maxBytes = 2 * kMaxDocumentBytes};
+}
+
+// apiVersion and kind name the schema; anything else is another document type
+// that happens to be YAML.
+void checkHeader(const v1::NodeState& state, const SourceMap& sources,
+                 const std::set<std::string, std::less<>>& failed,
+                 std::vector<Diagnostic>& errors) {
+  auto check = [&](std::string path, const std::string& value, std::string_view expected,
+                   const std::string& what) {
+    if (failed.contains(path) || value == expected) return;
+    std::string message =
+        value.empty() ? "required; write " + path + ": " + std::string(expected)
+                      : "\"" + value + "\" is not " + what + "; expected " + std::string(expected);
+    errors.push_back(sources.diagnostic(std::move(path), std::move(message)));
+  };
+  check("apiVersion", state.api_version(), kApiVersion, "a supported version");
+  check("kind", state.kind(), kKind, "a kind this agent reads");
+}
+
+// A field that could not be mapped is left at its default, which validation
+// would report again in other words ("required"); only the first report of a
+// problem is useful.
+bool isUnder(std::string_view path, const std::set<std::string, std::less<>>& failed) {
+  for (; !path.empty(); path = parentPath(path)) {
+    if (failed.contains(path)) return true;
+  }
+  return false;
+}
+
+void sortAndBound(std::vector<Diagnostic>& errors) {
+  std::stable_sort(errors.begin(), errors.end(), [](const Diagnostic& a, const Diagnostic& b) {
+    return std::tie(a.line, a.column) < std::tie(b.line, b.column);
+  });
+  if (errors.size() <= kMaxDiagnostics) return;
+  Diagnostic more{
+      .file = errors.front().file,
+      .message = std::to_string(errors.size() - kMaxDiagnostics) + " more errors not shown"};
+  errors.resize(kMaxDiagnostics);
+  errors.push_back(std::move(more));
+}
+
+LoadResult failure(Diagnostic diagnostic) {
+  LoadResult result;
+  result.errors.push_back(std::move(diagnostic));
+  return result;
+}
+
+}  // namespace
+
+LoadResult loadString(std::string_view yaml, const std::string& name) {
+  if (yaml.size() > kMaxDocumentBytes) {
+    return failure({.file = name,
+                    .message = "the document is " + std::to_string(yaml.size()) +
+                               " bytes; a state is limited to 16 MiB (" +
+                               std::to_string(kMaxDocumentBytes) + " bytes)"});
+  }
+  std::vector<YAML::Node> documents;
+  try {
+    documents = YAML::LoadAll(std::string(yaml));
+  } catch (const YAML::ParserException& e) {
+    const Position at = positionOf(e.mark);
+    return failure({.file = name, .line = at.line, .column = at.column, .message = e.msg});
+  } catch (const std::exception& e) {
+    return failure({.file = name, .message = std::string("cannot parse YAML: ") + e.what()});
+  }
+  if (documents.empty() || documents.front().IsNull()) {
+    return failure({.file = name,
+                    .message = "the document is empty; a state starts with apiVersion: " +
+                               std::string(kApiVersion) + " and kind: " + std::string(kKind)});
+  }
+
+  const YAML::Node& root = documents.front();
+  SourceMap sources(name);
+  sources.add("", positionOf(root.Mark()));
+  v1::NodeState state;
+  MappingOutcome mapping = mapYaml(root, state, limitsFor(yaml.size()), sources);
+  std::vector<Diagnostic> errors = std::move(mapping.errors);
+  if (documents.size() > 1) {
+    const Position at = positionOf(documents[1].Mark());
+    errors.push_back({.file = name,
+                      .line = at.line,
+                      .column = at.column,
+                      .message = "a second document; a state file holds one NodeState"});
+  }
+  std::set<std::string, std::less<>> failed;
+  for (const auto& error : errors) {
+    if (!error.path.empty()) failed.insert(error.path);
+  }
+  if (mapping.complete && root.IsMap()) {
+    checkHeader(state, sources, failed, errors);
+    for (auto& problem : validate(state, sources)) {
+      if (!isUnder(problem.path, failed)) errors.push_back(std::move(problem));
+    }
+  }
+
+  LoadResult result;
+  if (errors.empty()) {
+    result.state = std::move(state);
+  } else {
+    sortAndBound(errors);
+    result.errors = std::move(errors);
+  }
+  return result;
+}
+
+LoadResult loadFile(const std::string& path) {
+  auto text = core::readFile(path, kMaxDocumentBytes);
+  if (!text) return failure({.message = text.status().message()});
+  return loadString(*text, path);
+}
+
+}  // namespace nodewarden::state

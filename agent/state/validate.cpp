@@ -1,0 +1,377 @@
+#include "agent/state/validate.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "agent/core/base64.h"
+#include "nodewarden/v1/state.pb.h"
+
+namespace nodewarden::state {
+
+namespace {
+
+constexpr size_t kMaxPathBytes = 4095;  // PATH_MAX less its NUL
+constexpr size_t kMaxNameBytes = 255;   // NAME_MAX, also systemd's longest unit name
+constexpr size_t kMaxUserNameBytes = 32;
+constexpr uint64_t kMaxId = 4294967294;  // (uid_t)-1 means "no change" to chown
+constexpr uint32_t kMaxMode = 07777;
+
+// The unit types that have unit files; devices and scopes come from udev and
+// from the manager, never from a file.
+constexpr std::string_view kUnitSuffixes[] = {
+    ".service", ".socket", ".target", ".timer", ".path", ".mount", ".automount", ".swap", ".slice"};
+
+bool isDigit(char c) { return c >= '0' && c <= '9'; }
+bool isLetter(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+
+// systemd's VALID_CHARS for unit name prefixes; an instance may also hold '@'.
+bool isUnitNameChar(char c) {
+  return isDigit(c) || isLetter(c) || c == ':' || c == '-' || c == '_' || c == '.' || c == '\\';
+}
+
+std::string describeChar(char c) {
+  auto byte = static_cast<unsigned char>(c);
+  if (byte >= 0x20 && byte < 0x7f) return std::string("'") + c + "'";
+  static constexpr char kHex[] = "0123456789abcdef";
+  return std::string("byte 0x") + kHex[byte >> 4] + kHex[byte & 0xf];
+}
+
+std::string octal(uint32_t mode) {
+  char digits[16];
+  auto end = std::to_chars(digits, digits + sizeof digits, mode, 8).ptr;
+  return "0" + std::string(digits, end);
+}
+
+// Managed paths are compared as strings (duplicates, restartOn), so each
+// file has exactly one spelling: absolute, no empty, "." or ".." components,
+// no trailing slash.
+std::optional<std::string> pathProblem(std::string_view path) {
+  if (path.find('\0') != std::string_view::npos) return "the path contains a NUL byte";
+  if (!path.starts_with('/')) return std::string(path) + " is not an absolute path";
+  if (path.size() > kMaxPathBytes) {
+    return "the path is longer than " + std::to_string(kMaxPathBytes) + " bytes";
+  }
+  std::string normalized;
+  bool isNormal = true;
+  size_t start = 1;
+  while (start <= path.size()) {
+    size_t end = path.find('/', start);
+    if (end == std::string_view::npos) end = path.size();
+    std::string_view component = path.substr(start, end - start);
+    if (component == "..") return std::string(path) + " contains a .. component";
+    if (component.size() > kMaxNameBytes) {
+      return std::string(path) + " has a component longer than " + std::to_string(kMaxNameBytes) +
+             " bytes";
+    }
+    if (component.empty() || component == ".") {
+      isNormal = false;
+    } else {
+      normalized += "/" + std::string(component);
+    }
+    start = end + 1;
+  }
+  if (normalized.empty()) return std::string(path) + " is the root directory, which is not managed";
+  if (!isNormal) return std::string(path) + " is not normalized; write " + normalized;
+  return std::nullopt;
+}
+
+// systemd's unit_name_is_valid(): prefix[@instance].type.
+std::optional<std::string> unitNameProblem(std::string_view name) {
+  const std::string shown(name);
+  if (name.size() > kMaxNameBytes) {
+    return "unit names are at most " + std::to_string(kMaxNameBytes) + " characters";
+  }
+  const size_t dot = name.rfind('.');
+  const std::string_view suffix = dot == std::string_view::npos ? "" : name.substr(dot);
+  if (std::find(std::begin(kUnitSuffixes), std::end(kUnitSuffixes), suffix) ==
+      std::end(kUnitSuffixes)) {
+    std::string known;
+    for (auto s : kUnitSuffixes) known += (known.empty() ? "" : ", ") + std::string(s);
+    return shown + " does not end in a unit type (" + known + ")";
+  }
+  const std::string_view stem = name.substr(0, dot);
+  const size_t at = stem.find('@');
+  const std::string_view prefix = stem.substr(0, at);
+  if (prefix.empty()) return shown + " has an empty name before its type";
+  for (char c : prefix) {
+    if (!isUnitNameChar(c))
+      return shown + " contains " + describeChar(c) + ", not allowed in unit names";
+  }
+  if (at != std::string_view::npos) {
+    for (char c : stem.substr(at + 1)) {
+      if (!isUnitNameChar(c) && c != '@') {
+        return shown + " contains " + describeChar(c) + ", not allowed in unit instance names";
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+bool isTemplate(std::string_view unitName) {
+  const size_t at = unitName.find('@');
+  return at != std::string_view::npos && at + 1 < unitName.size() && unitName[at + 1] == '.';
+}
+
+std::optional<std::string> dropInNameProblem(std::string_view name) {
+  const std::string shown(name);
+  if (name.find('/') != std::string_view::npos)
+    return shown + " contains /; name a file in <unit>.d/";
+  if (name.find('\0') != std::string_view::npos) return "the name contains a NUL byte";
+  if (!name.ends_with(".conf") || name.size() == 5) {
+    return shown + " does not end in .conf; systemd reads only *.conf drop-ins";
+  }
+  // systemd skips hidden files when it lists drop-ins.
+  if (name.starts_with('.')) return shown + " starts with a dot; systemd ignores hidden drop-ins";
+  if (name.size() > kMaxNameBytes) {
+    return "drop-in names are at most " + std::to_string(kMaxNameBytes) + " bytes";
+  }
+  return std::nullopt;
+}
+
+// Names as useradd accepts them (letters, digits, '_', '.', '-', not starting
+// with a digit or '-', an optional trailing '$' for machine accounts), or a
+// numeric id.
+std::optional<std::string> accountProblem(std::string_view name, std::string_view kind) {
+  const std::string shown(name);
+  if (std::all_of(name.begin(), name.end(), isDigit)) {
+    uint64_t id = 0;
+    auto [end, error] = std::from_chars(name.data(), name.data() + name.size(), id);
+    if (error == std::errc() && id <= kMaxId) return std::nullopt;
+    return shown + " is not a valid numeric id (at most " + std::to_string(kMaxId) + ")";
+  }
+  std::string_view body = name.ends_with('$') ? name.substr(0, name.size() - 1) : name;
+  bool valid = !body.empty() && name.size() <= kMaxUserNameBytes &&
+               (isLetter(body.front()) || body.front() == '_');
+  for (char c : body) {
+    valid = valid && (isLetter(c) || isDigit(c) || c == '_' || c == '.' || c == '-');
+  }
+  if (valid) return std::nullopt;
+  return shown + " is not a valid " + std::string(kind) + " name or numeric id";
+}
+
+std::string sizeProblem(size_t bytes) {
+  return "inline content is limited to 1 MiB (" + std::to_string(kMaxContentBytes) +
+         " bytes); this is " + std::to_string(bytes) + " bytes";
+}
+
+// One file or directory, for the checks that look across resources.
+struct Declared {
+  std::string_view path;
+  std::string fieldPath;  // "files[3].path"
+  bool isFile = false;
+  bool absent = false;
+  Position position;
+};
+
+class Validator final {
+ public:
+  explicit Validator(const SourceMap& sources) : sources_(sources) {}
+
+  std::vector<Diagnostic> run(const v1::NodeState& state) {
+    std::vector<Declared> declared;
+    for (int i = 0; i < state.directories_size(); ++i) {
+      const auto& directory = state.directories(i);
+      const std::string at = "directories[" + std::to_string(i) + "]";
+      checkAttributes(at, directory.path(), directory.has_mode(), directory.mode(),
+                      directory.owner(), directory.group(), directory.ensure(), declared, false);
+    }
+    for (int i = 0; i < state.files_size(); ++i) {
+      const auto& file = state.files(i);
+      const std::string at = "files[" + std::to_string(i) + "]";
+      checkAttributes(at, file.path(), file.has_mode(), file.mode(), file.owner(), file.group(),
+                      file.ensure(), declared, true);
+      checkFileSource(at, file);
+    }
+    checkAcrossPaths(declared);
+
+    std::unordered_set<std::string_view> files;
+    for (const auto& d : declared) {
+      if (d.isFile) files.insert(d.path);
+    }
+    std::unordered_map<std::string_view, std::string> units;
+    for (int i = 0; i < state.units_size(); ++i) {
+      checkUnit("units[" + std::to_string(i) + "]", state.units(i), files, units);
+    }
+    return std::move(errors_);
+  }
+
+ private:
+  void error(std::string path, std::string message) {
+    errors_.push_back(sources_.diagnostic(std::move(path), std::move(message)));
+  }
+
+  void checkAttributes(const std::string& at, const std::string& path, bool hasMode, uint32_t mode,
+                       const std::string& owner, const std::string& group, v1::Ensure ensure,
+                       std::vector<Declared>& declared, bool isFile) {
+    if (path.empty()) {
+      error(at + ".path", "required");
+    } else if (auto problem = pathProblem(path)) {
+      error(at + ".path", *problem);
+    } else {
+      declared.push_back(Declared{.path = path,
+                                  .fieldPath = at + ".path",
+                                  .isFile = isFile,
+                                  .absent = ensure == v1::ENSURE_ABSENT,
+                                  .position = sources_.find(at + ".path")});
+    }
+    if (hasMode && mode > kMaxMode) error(at + ".mode", octal(mode) + " is greater than 07777");
+    if (!owner.empty()) {
+      if (auto problem = accountProblem(owner, "user")) error(at + ".owner", *problem);
+    }
+    if (!group.empty()) {
+      if (auto problem = accountProblem(group, "group")) error(at + ".group", *problem);
+    }
+    if (!v1::Ensure_IsValid(ensure)) {
+      error(at + ".ensure", "unknown value " + std::to_string(ensure));
+    }
+    if (ensure == v1::ENSURE_ABSENT) {
+      // An absent resource has nothing to own or to set; a state saying so is
+      // contradicting itself.
+      if (hasMode) error(at + ".mode", "has no effect with ensure: absent");
+      if (!owner.empty()) error(at + ".owner", "has no effect with ensure: absent");
+      if (!group.empty()) error(at + ".group", "has no effect with ensure: absent");
+    }
+  }
+
+  void checkFileSource(const std::string& at, const v1::File& file) {
+    switch (file.source_case()) {
+      case v1::File::kContent:
+        if (file.content().size() > kMaxContentBytes) {
+          error(at + ".content", sizeProblem(file.content().size()));
+        }
+        break;
+      case v1::File::kContentBase64: {
+        auto decoded = core::decodeBase64(file.content_base64());
+        if (!decoded) {
+          error(at + ".contentBase64", decoded.status().message());
+        } else if (decoded->size() > kMaxContentBytes) {
+          error(at + ".contentBase64", "decoded " + sizeProblem(decoded->size()));
+        }
+        break;
+      }
+      case v1::File::SOURCE_NOT_SET:
+        return;
+    }
+    if (file.ensure() == v1::ENSURE_ABSENT) {
+      error(at + (file.has_content() ? ".content" : ".contentBase64"),
+            "has no effect with ensure: absent");
+    }
+  }
+
+  // No path declared twice (as files, directories or one of each), and no
+  // path inside one that cannot hold it: a file, or a directory to remove.
+  void checkAcrossPaths(std::vector<Declared>& declared) {
+    // In document order, so that "already declared" points at the earlier one
+    // even when files come before directories.
+    std::stable_sort(declared.begin(), declared.end(), [](const Declared& a, const Declared& b) {
+      return std::tie(a.position.line, a.position.column) <
+             std::tie(b.position.line, b.position.column);
+    });
+    std::unordered_map<std::string_view, const Declared*> byPath;
+    std::vector<const Declared*> unique;
+    for (const auto& d : declared) {
+      auto [first, inserted] = byPath.try_emplace(d.path, &d);
+      if (inserted) {
+        unique.push_back(&d);
+        continue;
+      }
+      std::string kind;
+      if (first->second->isFile != d.isFile)
+        kind = first->second->isFile ? " as a file" : " as a directory";
+      error(d.fieldPath, std::string(d.path) + " is already declared" + kind + " at " +
+                             sources_.describe(first->second->fieldPath));
+    }
+    for (const Declared* d : unique) {
+      if (d->absent) continue;
+      for (std::string_view parent = parentDirectory(d->path); !parent.empty();
+           parent = parentDirectory(parent)) {
+        auto it = byPath.find(parent);
+        if (it == byPath.end()) continue;
+        const Declared& outer = *it->second;
+        if (outer.isFile && !outer.absent) {
+          error(d->fieldPath, std::string(d->path) + " is inside " + std::string(parent) +
+                                  ", which is declared as a file at " +
+                                  sources_.describe(outer.fieldPath));
+        } else if (!outer.isFile && outer.absent) {
+          error(d->fieldPath, std::string(d->path) + " is inside " + std::string(parent) +
+                                  ", which is declared absent at " +
+                                  sources_.describe(outer.fieldPath));
+        }
+      }
+    }
+  }
+
+  static std::string_view parentDirectory(std::string_view path) {
+    const size_t slash = path.rfind('/');
+    return slash == std::string_view::npos || slash == 0 ? std::string_view()
+                                                         : path.substr(0, slash);
+  }
+
+  void checkUnit(const std::string& at, const v1::Unit& unit,
+                 const std::unordered_set<std::string_view>& files,
+                 std::unordered_map<std::string_view, std::string>& units) {
+    if (unit.name().empty()) {
+      error(at + ".name", "required");
+    } else if (auto problem = unitNameProblem(unit.name())) {
+      error(at + ".name", *problem);
+    } else if (auto [first, inserted] = units.try_emplace(unit.name(), at + ".name"); !inserted) {
+      error(at + ".name",
+            unit.name() + " is already declared at " + sources_.describe(first->second));
+    } else if (isTemplate(unit.name()) && unit.state() != v1::UNIT_STATE_UNSPECIFIED) {
+      error(at + ".state", unit.name() +
+                               " is a template; only its instances (name@instance) can be "
+                               "started or stopped");
+    }
+    if (unit.has_content() && unit.content().size() > kMaxContentBytes) {
+      error(at + ".content", sizeProblem(unit.content().size()));
+    }
+    if (!v1::UnitState_IsValid(unit.state())) {
+      error(at + ".state", "unknown value " + std::to_string(unit.state()));
+    }
+    std::unordered_map<std::string_view, std::string> dropIns;
+    for (int i = 0; i < unit.drop_ins_size(); ++i) {
+      const auto& dropIn = unit.drop_ins(i);
+      const std::string dropInAt = at + ".dropIns[" + std::to_string(i) + "]";
+      if (dropIn.name().empty()) {
+        error(dropInAt + ".name", "required");
+      } else if (auto problem = dropInNameProblem(dropIn.name())) {
+        error(dropInAt + ".name", *problem);
+      } else if (auto [first, inserted] = dropIns.try_emplace(dropIn.name(), dropInAt + ".name");
+                 !inserted) {
+        error(dropInAt + ".name",
+              dropIn.name() + " is already declared at " + sources_.describe(first->second));
+      }
+      if (dropIn.content().size() > kMaxContentBytes) {
+        error(dropInAt + ".content", sizeProblem(dropIn.content().size()));
+      }
+    }
+    for (int i = 0; i < unit.restart_on_size(); ++i) {
+      const std::string& path = unit.restart_on(i);
+      const std::string entryAt = at + ".restartOn[" + std::to_string(i) + "]";
+      if (auto problem = pathProblem(path)) {
+        error(entryAt, *problem);
+      } else if (!files.contains(path)) {
+        // A restart trigger that can never fire is almost certainly a typo.
+        error(entryAt, path + " is not a file declared in this state");
+      }
+    }
+  }
+
+  const SourceMap& sources_;
+  std::vector<Diagnostic> errors_;
+};
+
+}  // namespace
+
+std::vector<Diagnostic> validate(const v1::NodeState& state, const SourceMap& sources) {
+  return Validator(sources).run(state);
+}
+
+}  // namespace nodewarden::state

@@ -1,0 +1,46 @@
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+#include "agent/state/diagnostic.h"
+
+namespace YAML {
+class Node;
+struct Mark;
+}  // namespace YAML
+namespace google::protobuf {
+class Message;
+}
+
+namespace nodewarden::state {
+
+// Internal to agent/state: the loader's YAML → proto step.
+
+// Aliases let a small document name the same node many times (or itself), so
+// the work of mapping has bounds of its own besides the document's size.
+struct MappingLimits {
+  size_t maxNodes = 0;
+  size_t maxBytes = 0;  // string bytes copied into the message
+};
+
+struct MappingOutcome {
+  std::vector<Diagnostic> errors;
+  // False when mapping stopped part-way (limits, internal error): what is in
+  // the message then says nothing about the document.
+  bool complete = true;
+};
+
+// Fills `message` from the YAML mapping `node` by protobuf reflection: keys are
+// the fields' JSON names, scalars convert to the field's type, sequences to
+// repeated fields, mappings to messages and string maps. Records where each
+// field was written in `sources` and collects every problem found; never throws.
+// A field that fails keeps its default, and a repeated field gets a default
+// element in its place, so that indices still match the document.
+MappingOutcome mapYaml(const YAML::Node& node, google::protobuf::Message& message,
+                       const MappingLimits& limits, SourceMap& sources);
+
+// yaml-cpp counts lines and columns from 0; people and editors from 1.
+Position positionOf(const YAML::Mark& mark);
+
+}  // namespace nodewarden::state

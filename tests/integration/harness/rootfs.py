@@ -64,7 +64,7 @@ def ensure() -> Path:
             remove_tree(stale)
         if root.exists():
             remove_tree(root)
-        _build(cache, root, digest)
+        _build(cache, root, digest, lock.fileno())
     return root
 
 
@@ -75,8 +75,9 @@ def _stamp(root: Path) -> str | None:
         return None
 
 
-def _build(cache: Path, root: Path, digest: str) -> None:
+def _build(cache: Path, root: Path, digest: str, lock_fd: int) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=cache))
+    tmp.chmod(0o755)  # it becomes /
     log = cache / f"{root.name}.build.log"
     started = time.monotonic()
     try:
@@ -84,7 +85,10 @@ def _build(cache: Path, root: Path, digest: str) -> None:
             result = subprocess.run(
                 ["debootstrap", f"--variant={VARIANT}", f"--include={','.join(PACKAGES)}",
                  SUITE, str(tmp), mirror()],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                # Holding the lock too, a debootstrap that outlives a killed test run keeps
+                # the next run from deleting the tree under it.
+                pass_fds=(lock_fd,))
         if result.returncode != 0:
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
             raise RuntimeError(f"debootstrap failed with status {result.returncode} "

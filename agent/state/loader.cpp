@@ -70,41 +70,66 @@ LoadResult failure(Diagnostic diagnostic) {
 
 }  // namespace
 
-LoadResult loadString(std::string_view yaml, const std::string& name) {
+namespace {
+
+// A parsed document ready for mapping, or the one diagnostic that stops it.
+struct Document {
+  YAML::Node root;
+  std::vector<Diagnostic> errors;  // problems of the document as a whole
+  std::optional<Diagnostic> fatal;
+};
+
+Document parse(std::string_view yaml, const std::string& name, std::string_view expecting) {
+  Document document;
   if (yaml.size() > kMaxDocumentBytes) {
-    return failure({.file = name,
-                    .message = "the document is " + std::to_string(yaml.size()) +
-                               " bytes; a state is limited to 16 MiB (" +
-                               std::to_string(kMaxDocumentBytes) + " bytes)"});
+    document.fatal = Diagnostic{.file = name,
+                                .message = "the document is " + std::to_string(yaml.size()) +
+                                           " bytes; the limit is 16 MiB (" +
+                                           std::to_string(kMaxDocumentBytes) + " bytes)"};
+    return document;
   }
   std::vector<YAML::Node> documents;
   try {
     documents = YAML::LoadAll(std::string(yaml));
   } catch (const YAML::ParserException& e) {
     const Position at = positionOf(e.mark);
-    return failure({.file = name, .line = at.line, .column = at.column, .message = e.msg});
+    document.fatal =
+        Diagnostic{.file = name, .line = at.line, .column = at.column, .message = e.msg};
+    return document;
   } catch (const std::exception& e) {
-    return failure({.file = name, .message = std::string("cannot parse YAML: ") + e.what()});
+    document.fatal = Diagnostic{.file = name, .message = std::string("cannot parse YAML: ") + e.what()};
+    return document;
   }
   if (documents.empty() || documents.front().IsNull()) {
-    return failure({.file = name,
-                    .message = "the document is empty; a state starts with apiVersion: " +
-                               std::string(kApiVersion) + " and kind: " + std::string(kKind)});
+    document.fatal = Diagnostic{.file = name, .message = "the document is empty; " + std::string(expecting)};
+    return document;
   }
+  document.root = documents.front();
+  if (documents.size() > 1) {
+    const Position at = positionOf(documents[1].Mark());
+    document.errors.push_back({.file = name,
+                               .line = at.line,
+                               .column = at.column,
+                               .message = "a second document; the file holds one"});
+  }
+  return document;
+}
 
-  const YAML::Node& root = documents.front();
+}  // namespace
+
+LoadResult loadString(std::string_view yaml, const std::string& name) {
+  Document document = parse(yaml, name,
+                            "a state starts with apiVersion: " + std::string(kApiVersion) +
+                                " and kind: " + std::string(kKind));
+  if (document.fatal) return failure(std::move(*document.fatal));
+
+  const YAML::Node& root = document.root;
   SourceMap sources(name);
   sources.add("", positionOf(root.Mark()));
   v1::NodeState state;
   MappingOutcome mapping = mapYaml(root, state, limitsFor(yaml.size()), sources);
   std::vector<Diagnostic> errors = std::move(mapping.errors);
-  if (documents.size() > 1) {
-    const Position at = positionOf(documents[1].Mark());
-    errors.push_back({.file = name,
-                      .line = at.line,
-                      .column = at.column,
-                      .message = "a second document; a state file holds one NodeState"});
-  }
+  errors.insert(errors.end(), document.errors.begin(), document.errors.end());
   std::set<std::string, std::less<>> failed;
   for (const auto& error : errors) {
     if (!error.path.empty()) failed.insert(error.path);
@@ -124,6 +149,19 @@ LoadResult loadString(std::string_view yaml, const std::string& name) {
     result.errors = std::move(errors);
   }
   return result;
+}
+
+std::vector<Diagnostic> loadMessage(std::string_view yaml, const std::string& name,
+                                    google::protobuf::Message& message) {
+  Document document = parse(yaml, name, "expected a mapping of settings");
+  if (document.fatal) return {std::move(*document.fatal)};
+  SourceMap sources(name);
+  sources.add("", positionOf(document.root.Mark()));
+  MappingOutcome mapping = mapYaml(document.root, message, limitsFor(yaml.size()), sources);
+  std::vector<Diagnostic> errors = std::move(mapping.errors);
+  errors.insert(errors.end(), document.errors.begin(), document.errors.end());
+  sortAndBound(errors);
+  return errors;
 }
 
 LoadResult loadFile(const std::string& path) {

@@ -41,4 +41,10 @@ LoadResult loadFile(const std::string& path);
 // diagnostics.
 LoadResult loadString(std::string_view yaml, const std::string& name);
 
+// Maps any schema message (the agent's own configuration, say) from YAML the
+// same way, with the same positioned errors, but none of NodeState's checks.
+// Returns the problems found; none means `message` holds the document.
+std::vector<Diagnostic> loadMessage(std::string_view yaml, const std::string& name,
+                                    google::protobuf::Message& message);
+
 }  // namespace nodewarden::state

@@ -1,0 +1,57 @@
+#include "agent/cmd/agent_config.h"
+
+#include "agent/core/atomic_file.h"
+#include "agent/core/duration.h"
+#include "agent/state/loader.h"
+#include "nodewarden/v1/agent_config.pb.h"
+
+namespace nodewarden::cmd {
+
+namespace {
+
+constexpr size_t kMaxConfigBytes = 1 << 20;
+
+}  // namespace
+
+core::Result<AgentConfig> loadAgentConfig(const std::string& path) {
+  AgentConfig config;
+  auto text = core::readFile(path, kMaxConfigBytes);
+  if (!text) {
+    if (text.status().code() == core::Status::Code::kNotFound) return config;
+    return text.status();
+  }
+  v1::AgentConfig message;
+  std::vector<state::Diagnostic> errors = state::loadMessage(*text, path, message);
+  auto fail = [&](const std::string& field, const std::string& why) {
+    errors.push_back({.file = path, .path = field, .message = why});
+  };
+
+  if (!message.state_file().empty()) {
+    if (message.state_file().front() != '/') {
+      fail("stateFile", "\"" + message.state_file() + "\" is not an absolute path");
+    }
+    config.stateFile = message.state_file();
+  }
+  auto duration = [&](const std::string& field, const std::string& value, core::Duration& out) {
+    if (value.empty()) return;
+    auto parsed = core::parseDuration(value);
+    if (!parsed) return fail(field, parsed.status().message());
+    if (*parsed <= core::Duration::zero()) return fail(field, "must be longer than 0");
+    out = *parsed;
+  };
+  duration("driftCheckInterval", message.drift_check_interval(), config.driftCheckInterval);
+  duration("jobTimeout", message.job_timeout(), config.jobTimeout);
+  if (!message.log_level().empty()) {
+    config.logLevel = spdlog::level::from_str(message.log_level());
+    if (config.logLevel == spdlog::level::off && message.log_level() != "off") {
+      fail("logLevel", "\"" + message.log_level() +
+                           "\" is not one of trace, debug, info, warn, error, critical, off");
+    }
+  }
+  if (errors.empty()) return config;
+  std::string all = errors.front().toString();
+  for (size_t i = 1; i < errors.size(); ++i) all += "; " + errors[i].toString();
+  return core::Status::invalidArgument(all);
+}
+
+}  // namespace nodewarden::cmd

@@ -1,0 +1,134 @@
+#include <getopt.h>
+
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <optional>
+
+#include "agent/cmd/commands.h"
+#include "agent/cmd/report_output.h"
+#include "agent/converge/executor.h"
+#include "agent/converge/planner.h"
+#include "agent/core/duration.h"
+#include "agent/core/loop.h"
+#include "agent/state/loader.h"
+#include "agent/systemd/bus_systemd_manager.h"
+
+namespace nodewarden::cmd {
+
+namespace {
+
+constexpr char kUsage[] = R"(Usage: nodewarden-agent apply [--dry-run] [--json] [--job-timeout DURATION] FILE
+
+Converges this node to the desired state in FILE once: prints the plan, applies
+it, and prints the result. The whole state is validated first; an invalid one
+changes nothing.
+
+  --dry-run               Print the plan only; change nothing
+  --json                  Print the result as JSON
+  --job-timeout DURATION  How long a systemd job may take (default 90s)
+
+Exit status: 0 nothing changed, 2 changed, 4 failures, 6 changes and failures,
+1 invalid state or arguments (nothing changed). With --dry-run: 0 when the node
+is in its desired state, 2 when the plan has changes.
+)";
+
+}  // namespace
+
+int apply(int argc, char** argv) {
+  bool dryRun = false;
+  bool json = false;
+  core::Duration jobTimeout = std::chrono::seconds(90);
+  static const option kOptions[] = {
+      {"dry-run", no_argument, nullptr, 'n'},
+      {"json", no_argument, nullptr, 'j'},
+      {"job-timeout", required_argument, nullptr, 't'},
+      {"help", no_argument, nullptr, 'h'},
+      {nullptr, 0, nullptr, 0},
+  };
+  optind = 1;
+  for (int c; (c = getopt_long(argc, argv, "njt:h", kOptions, nullptr)) != -1;) {
+    switch (c) {
+      case 'n':
+        dryRun = true;
+        break;
+      case 'j':
+        json = true;
+        break;
+      case 't': {
+        auto parsed = core::parseDuration(optarg);
+        if (!parsed) {
+          std::cerr << "nodewarden-agent apply: --job-timeout: " << parsed.status().message()
+                    << "\n";
+          return kExitUsage;
+        }
+        jobTimeout = *parsed;
+        break;
+      }
+      case 'h':
+        std::cout << kUsage;
+        return kExitOk;
+      default:
+        std::cerr << kUsage;
+        return kExitUsage;
+    }
+  }
+  if (optind + 1 != argc) {
+    std::cerr << kUsage;
+    return kExitUsage;
+  }
+  const std::string path = argv[optind];
+
+  state::LoadResult loaded = state::loadFile(path);
+  if (!loaded.ok()) {
+    if (json) {
+      std::cout << nlohmann::json{{"file", path}, {"errors", diagnosticsJson(loaded.errors)}}.dump(2)
+                << "\n";
+    }
+    printDiagnostics(loaded.errors, std::cerr);
+    std::cerr << path << ": rejected, nothing was changed\n";
+    return kExitInvalid;
+  }
+
+  auto loop = core::Loop::create();
+  if (!loop) {
+    std::cerr << "nodewarden-agent apply: " << loop.status().message() << "\n";
+    return kExitInvalid;
+  }
+  core::LoopClock clock(**loop);
+  auto systemd = systemd::BusSystemdManager::connect(**loop, clock, jobTimeout);
+  if (!systemd) {
+    std::cerr << "nodewarden-agent apply: connect to systemd: " << systemd.status().message()
+              << "\n";
+    return kExitInvalid;
+  }
+
+  converge::Planner planner(**systemd, "");
+  auto plan = planner.plan(*loaded.state);
+  if (!plan) {
+    std::cerr << path << ": cannot apply, nothing was changed: " << plan.status().message()
+              << "\n";
+    return kExitInvalid;
+  }
+  if (!json) printPlan(plan->changes, std::cout);
+  if (dryRun) {
+    const converge::Report report = converge::dryRunReport(*plan);
+    if (json) std::cout << reportJson(report).dump(2) << "\n";
+    return plan->empty() ? kExitOk : 2;
+  }
+
+  converge::Executor executor(**systemd, clock);
+  std::optional<converge::Report> report;
+  executor.apply(std::move(*plan), [&](converge::Report done) { report = std::move(done); });
+  if (core::Status s = (*loop)->runUntil([&] { return report.has_value(); }); !s) {
+    std::cerr << "nodewarden-agent apply: " << s.message() << "\n";
+    return 4;
+  }
+  if (json) {
+    std::cout << reportJson(*report).dump(2) << "\n";
+  } else {
+    printReport(*report, std::cout);
+  }
+  return report->exitCode();
+}
+
+}  // namespace nodewarden::cmd

@@ -1,0 +1,46 @@
+#include <cstring>
+#include <iostream>
+#include <string_view>
+
+#include "agent/cmd/commands.h"
+#include "agent/core/log.h"
+
+namespace {
+
+constexpr std::string_view kUsage = R"(Usage: nodewarden-agent COMMAND [OPTIONS]
+
+Keeps this node in its desired state.
+
+Commands:
+  validate FILE            Check a desired-state file; print every error
+  apply [--dry-run] FILE   Converge the node to FILE once; print the plan and result
+  run                      Run as the node's agent daemon (under systemd)
+  version                  Print the version
+
+Run 'nodewarden-agent COMMAND --help' for a command's options.
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace nodewarden;
+  if (argc < 2) {
+    std::cerr << kUsage;
+    return cmd::kExitUsage;
+  }
+  const std::string_view command = argv[1];
+  if (command == "--help" || command == "-h" || command == "help") {
+    std::cout << kUsage;
+    return cmd::kExitOk;
+  }
+  if (command == "version" || command == "--version") {
+    std::cout << "nodewarden-agent " << NODEWARDEN_VERSION << "\n";
+    return cmd::kExitOk;
+  }
+  core::log::setUp(core::log::Destination::kAuto, spdlog::level::info);
+  if (command == "validate") return cmd::validate(argc - 1, argv + 1);
+  if (command == "apply") return cmd::apply(argc - 1, argv + 1);
+  if (command == "run") return cmd::run(argc - 1, argv + 1);
+  std::cerr << "nodewarden-agent: unknown command \"" << command << "\"\n\n" << kUsage;
+  return cmd::kExitUsage;
+}

@@ -1,0 +1,123 @@
+#include "agent/converge/executor.h"
+
+#include "agent/systemd/systemd_manager.h"
+
+namespace nodewarden::converge {
+
+size_t Report::changed() const {
+  size_t n = 0;
+  for (const auto& change : changes) n += change.outcome == Change::Outcome::kApplied;
+  return n;
+}
+
+size_t Report::failed() const {
+  size_t n = 0;
+  for (const auto& change : changes) {
+    n += change.outcome == Change::Outcome::kFailed || change.outcome == Change::Outcome::kSkipped;
+  }
+  return n;
+}
+
+int Report::exitCode() const { return (changed() > 0 ? 2 : 0) | (failed() > 0 ? 4 : 0); }
+
+Report dryRunReport(const Plan& plan) {
+  Report report;
+  report.changes = plan.changes;
+  report.dryRun = true;
+  return report;
+}
+
+struct Executor::Run {
+  Plan plan;
+  Done done;
+  core::MonotonicTime started;
+  std::vector<bool> stepSucceeded;
+  size_t jobsPending = 0;
+  size_t jobsQueued = 0;
+};
+
+Executor::Executor(systemd::SystemdManager& systemd, core::Clock& clock)
+    : systemd_(systemd), clock_(clock) {}
+
+Executor::~Executor() { *alive_ = false; }
+
+void Executor::apply(Plan plan, Done done) {
+  assert(!running_);
+  running_ = std::make_unique<Run>();
+  Run& run = *running_;
+  run.plan = std::move(plan);
+  run.done = std::move(done);
+  run.started = clock_.now();
+  run.stepSucceeded.assign(run.plan.steps.size(), false);
+
+  auto& changes = run.plan.changes;
+  // A prerequisite that failed or was skipped, described for the report.
+  auto blockedBy = [&](const std::vector<size_t>& after) -> std::string {
+    for (size_t step : after) {
+      if (!run.stepSucceeded[step]) {
+        return "skipped: " + changes[run.plan.steps[step].change].resource + " was not changed";
+      }
+    }
+    return "";
+  };
+
+  for (size_t i = 0; i < run.plan.steps.size(); ++i) {
+    Step& step = run.plan.steps[i];
+    Change& change = changes[step.change];
+    if (std::string blocked = blockedBy(step.after); !blocked.empty()) {
+      change.outcome = Change::Outcome::kSkipped;
+      change.error = blocked;
+      continue;
+    }
+    core::Status status = step.run();
+    run.stepSucceeded[i] = status.isOk();
+    change.outcome = status.isOk() ? Change::Outcome::kApplied : Change::Outcome::kFailed;
+    change.error = status.message();
+  }
+
+  struct Queued {
+    size_t job;
+    systemd::JobKind kind;
+    std::string unit;
+  };
+  std::vector<Queued> queue;
+  for (size_t i = 0; i < run.plan.jobs.size(); ++i) {
+    Job& job = run.plan.jobs[i];
+    if (std::string blocked = blockedBy(job.after); !blocked.empty()) {
+      changes[job.change].outcome = Change::Outcome::kSkipped;
+      changes[job.change].error = blocked;
+      continue;
+    }
+    queue.push_back({i, job.kind, job.unit});
+  }
+  run.jobsPending = queue.size();
+  run.jobsQueued = queue.size();
+  if (queue.empty()) return finish();
+  // A job may finish, and with the last one the run, before runJob returns:
+  // nothing here touches the run after queuing.
+  for (const Queued& queued : queue) {
+    systemd_.runJob(queued.kind, queued.unit,
+                    [this, job = queued.job, alive = alive_](core::Status status) {
+                      if (*alive) finishJob(job, std::move(status));
+                    });
+  }
+}
+
+void Executor::finishJob(size_t job, core::Status status) {
+  if (!running_) return;
+  Change& change = running_->plan.changes[running_->plan.jobs[job].change];
+  change.outcome = status.isOk() ? Change::Outcome::kApplied : Change::Outcome::kFailed;
+  change.error = status.message();
+  if (--running_->jobsPending == 0) finish();
+}
+
+void Executor::finish() {
+  std::unique_ptr<Run> run = std::move(running_);
+  Report report;
+  report.changes = std::move(run->plan.changes);
+  report.jobsQueued = run->jobsQueued;
+  report.duration = clock_.now() - run->started;
+  run->done(std::move(report));
+}
+
+}  // namespace nodewarden::converge

@@ -1,0 +1,42 @@
+#pragma once
+
+#include <functional>
+#include <memory>
+
+#include "agent/converge/plan.h"
+#include "agent/core/clock.h"
+
+namespace nodewarden::converge {
+
+// Applies a plan: its steps in order, then all its jobs at once, and reports
+// what became of every change. A step or job whose prerequisite failed is
+// skipped, not attempted; everything independent of a failure still runs.
+class Executor final {
+ public:
+  using Done = std::function<void(Report report)>;
+
+  Executor(systemd::SystemdManager& systemd, core::Clock& clock);
+  ~Executor();
+
+  // `done` runs on the loop thread once the last job has finished. Only one
+  // apply at a time.
+  void apply(Plan plan, Done done);
+  bool busy() const { return running_ != nullptr; }
+
+ private:
+  struct Run;
+
+  void finishJob(size_t job, core::Status status);
+  void finish();
+
+  systemd::SystemdManager& systemd_;
+  core::Clock& clock_;
+  std::unique_ptr<Run> running_;
+  // Jobs answered after the run was abandoned find it gone.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+// A plan that was not applied, as a report.
+Report dryRunReport(const Plan& plan);
+
+}  // namespace nodewarden::converge

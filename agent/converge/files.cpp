@@ -1,0 +1,189 @@
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "agent/converge/node_files.h"
+#include "agent/converge/planner.h"
+#include "agent/core/atomic_file.h"
+#include "agent/core/base64.h"
+
+namespace nodewarden::converge {
+
+namespace {
+
+std::string parentOf(const std::string& path) { return path.substr(0, path.rfind('/')); }
+
+// The step that creates the nearest declared ancestor directory, if any.
+std::vector<size_t> ancestorSteps(const std::string& path, const PlanContext& context) {
+  for (std::string parent = parentOf(path); !parent.empty(); parent = parentOf(parent)) {
+    if (auto it = context.directorySteps.find(parent); it != context.directorySteps.end()) {
+      return {it->second};
+    }
+  }
+  return {};
+}
+
+// Whether the file at `path` (of `size` bytes) holds exactly `content`.
+core::Result<bool> sameContent(const std::string& path, const ObservedPath& observed,
+                               const std::string& content) {
+  if (static_cast<size_t>(observed.size) != content.size()) return false;
+  auto current = core::readFile(path, content.size());
+  if (!current) return current.status();
+  return *current == content;
+}
+
+// A file without content or contentBase64 has only its attributes managed
+// (and is created empty when missing).
+core::Result<std::optional<std::string>> desiredContent(const v1::File& file) {
+  switch (file.source_case()) {
+    case v1::File::kContentBase64: {
+      auto decoded = core::decodeBase64(file.content_base64());
+      if (!decoded) return decoded.status();
+      return std::optional<std::string>(std::move(*decoded));
+    }
+    case v1::File::kContent:
+      return std::optional<std::string>(file.content());
+    default:
+      return std::optional<std::string>();
+  }
+}
+
+}  // namespace
+
+// Plans one managed regular file; shared by files and unit files.
+void planFile(const std::string& resource, const std::string& path,
+              std::optional<std::string> content,
+              std::optional<mode_t> mode, const Ownership& ownership, std::vector<size_t> after,
+              PlanContext& context, std::optional<size_t>* stepOut) {
+  const std::string hostPath = context.hostPath(path);
+  auto observed = observePath(hostPath);
+  if (!observed) {
+    context.errors.push_back(resource + ": " + observed.status().message());
+    return;
+  }
+
+  std::string action, detail;
+  bool writeContent = true;
+  if (!observed->exists) {
+    action = "create";
+    if (!content) content.emplace();
+    detail = "mode " + formatMode(mode.value_or(0644)) + ", " + std::to_string(content->size()) +
+             " bytes";
+  } else if (!observed->isRegularFile) {
+    if (!content) content.emplace();
+    action = "update";
+    detail = "replace a non-regular file";
+  } else {
+    auto same = content ? sameContent(hostPath, *observed, *content) : core::Result<bool>(true);
+    if (!same) {
+      context.errors.push_back(resource + ": " + same.status().message());
+      return;
+    }
+    detail = describeAttributeDrift(*observed, mode, ownership);
+    if (*same && detail.empty()) return;
+    action = "update";
+    writeContent = !*same;
+    if (writeContent) detail = detail.empty() ? "content" : "content, " + detail;
+  }
+
+  const size_t change = context.plan.add(resource, action, detail);
+  const size_t step = context.plan.steps.size();
+  if (stepOut) *stepOut = step;
+  if (!writeContent) {
+    context.plan.steps.push_back(Step{change, std::move(after), [hostPath, mode, ownership] {
+                                        return setAttributes(hostPath, mode, ownership);
+                                      }});
+    return;
+  }
+  context.contentSteps[path] = step;
+  // Unmanaged attributes keep what the file has now.
+  core::FileAttributes attributes{
+      .mode = mode.value_or(observed->exists ? observed->mode : 0644),
+      .uid = ownership.uid ? ownership.uid : std::optional<uid_t>(),
+      .gid = ownership.gid ? ownership.gid : std::optional<gid_t>(),
+  };
+  if (observed->exists && observed->isRegularFile) {
+    if (!attributes.uid) attributes.uid = observed->uid;
+    if (!attributes.gid) attributes.gid = observed->gid;
+  }
+  context.plan.steps.push_back(
+      Step{change, std::move(after),
+           [hostPath, content = std::move(*content), attributes]() -> core::Status {
+             if (core::Status s = makeDirectories(parentOf(hostPath), 0755); !s) return s;
+             return core::writeFileAtomic(hostPath, content, attributes);
+           }});
+}
+
+void planFiles(const v1::NodeState& state, PlanContext& context) {
+  for (const auto& file : state.files()) {
+    if (file.ensure() == v1::ENSURE_ABSENT) continue;
+    const std::string resource = "file " + file.path();
+    auto ownership = resolveOwnership(file.owner(), file.group());
+    if (!ownership) {
+      context.errors.push_back(resource + ": " + ownership.status().message());
+      continue;
+    }
+    auto content = desiredContent(file);
+    if (!content) {
+      context.errors.push_back(resource + ": " + content.status().message());
+      continue;
+    }
+    const std::optional<mode_t> mode =
+        file.has_mode() ? std::optional<mode_t>(file.mode()) : std::nullopt;
+    planFile(resource, file.path(), std::move(*content), mode, *ownership,
+             ancestorSteps(file.path(), context), context, nullptr);
+  }
+}
+
+void planRemovals(const v1::NodeState& state, PlanContext& context) {
+  for (const auto& file : state.files()) {
+    if (file.ensure() != v1::ENSURE_ABSENT) continue;
+    const std::string path = context.hostPath(file.path());
+    auto observed = observePath(path);
+    if (!observed) {
+      context.errors.push_back("file " + file.path() + ": " + observed.status().message());
+      continue;
+    }
+    if (!observed->exists) continue;
+    const size_t change = context.plan.add("file " + file.path(), "delete", "");
+    context.contentSteps[file.path()] = context.plan.steps.size();
+    context.plan.steps.push_back(Step{change, {}, [path, observed = *observed]() -> core::Status {
+                                        if (observed.isDirectory) {
+                                          return core::Status::failedPrecondition(
+                                              path + " is a directory, not a file");
+                                        }
+                                        if (::unlink(path.c_str()) < 0 && errno != ENOENT) {
+                                          return core::Status::fromErrno(errno, "delete " + path);
+                                        }
+                                        return core::syncParentDirectory(path);
+                                      }});
+  }
+
+  // Children before parents; rmdir refuses a directory that still holds files.
+  std::vector<const v1::Directory*> absent;
+  for (const auto& directory : state.directories()) {
+    if (directory.ensure() == v1::ENSURE_ABSENT) absent.push_back(&directory);
+  }
+  std::sort(absent.begin(), absent.end(),
+            [](const auto* a, const auto* b) { return a->path() > b->path(); });
+  for (const v1::Directory* directory : absent) {
+    const std::string path = context.hostPath(directory->path());
+    auto observed = observePath(path);
+    if (!observed) {
+      context.errors.push_back("directory " + directory->path() + ": " +
+                               observed.status().message());
+      continue;
+    }
+    if (!observed->exists) continue;
+    const size_t change = context.plan.add("directory " + directory->path(), "delete", "");
+    context.plan.steps.push_back(Step{change, {}, [path]() -> core::Status {
+                                        if (::rmdir(path.c_str()) < 0 && errno != ENOENT) {
+                                          return core::Status::fromErrno(errno, "delete " + path);
+                                        }
+                                        return core::syncParentDirectory(path);
+                                      }});
+  }
+}
+
+}  // namespace nodewarden::converge

@@ -1,0 +1,69 @@
+#pragma once
+
+#include <functional>
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "agent/core/status.h"
+#include "agent/systemd/systemd_manager.h"
+
+namespace nodewarden::converge {
+
+// One difference between the node and its desired state, and what was done
+// about it.
+struct Change {
+  enum class Outcome { kPlanned, kApplied, kFailed, kSkipped };
+
+  std::string resource;  // "file /etc/containerd/config.toml", "unit kubelet.service"
+  std::string action;    // "create", "update", "delete", "enable", "start", "restart", ...
+  std::string detail;    // what differs: "content, mode 0600 -> 0644"
+  Outcome outcome = Outcome::kPlanned;
+  std::string error;  // why it failed or was skipped
+};
+
+// A step changes one thing on the node, synchronously. Steps run in plan
+// order; a step whose prerequisite failed is skipped.
+struct Step {
+  size_t change;                    // index into Plan::changes
+  std::vector<size_t> after;        // indices of steps that must have succeeded
+  std::function<core::Status()> run;
+};
+
+// A systemd job, queued once every file step has run. All jobs of a plan are
+// queued together and systemd orders them by the units' dependencies.
+struct Job {
+  size_t change;
+  std::vector<size_t> after;  // steps that must have succeeded
+  systemd::JobKind kind;
+  std::string unit;
+};
+
+// What converging would change, in the order it would change it: directories,
+// files, unit files and drop-ins, one daemon-reload when a unit file changed,
+// enablement, removals; then the jobs. A plan with no changes is a no-op:
+// applying it writes nothing and starts no job.
+struct Plan {
+  std::vector<Change> changes;
+  std::vector<Step> steps;
+  std::vector<Job> jobs;
+
+  bool empty() const { return changes.empty(); }
+  // Adds a change and returns its index.
+  size_t add(std::string resource, std::string action, std::string detail);
+};
+
+// The result of applying a plan.
+struct Report {
+  std::vector<Change> changes;
+  bool dryRun = false;
+  size_t jobsQueued = 0;
+  std::chrono::nanoseconds duration{0};
+
+  size_t changed() const;
+  size_t failed() const;
+  // Puppet-style: 0 nothing changed, 2 changed, 4 failures, 6 both.
+  int exitCode() const;
+};
+
+}  // namespace nodewarden::converge

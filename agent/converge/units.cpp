@@ -1,0 +1,157 @@
+#include <string_view>
+
+#include "agent/converge/node_files.h"
+#include "agent/converge/planner.h"
+#include "agent/systemd/systemd_manager.h"
+
+namespace nodewarden::converge {
+
+namespace {
+
+constexpr std::string_view kUnitDirectory = "/etc/systemd/system";
+
+// Directories systemd loads unit files and drop-ins from: a managed file
+// written there also calls for a daemon-reload.
+bool isUnitPath(std::string_view path) {
+  for (std::string_view directory : {"/etc/systemd/system/", "/run/systemd/system/",
+                                     "/usr/lib/systemd/system/", "/lib/systemd/system/"}) {
+    if (path.starts_with(directory)) return true;
+  }
+  return false;
+}
+
+bool isRunning(const systemd::UnitStatus& status) {
+  return status.activeState == "active" || status.activeState == "reloading" ||
+         status.activeState == "activating";
+}
+
+// Unit file states that `enabled: true` cannot change and accepts: units with
+// no [Install] section, or made by generators or at run time.
+bool satisfiesEnabled(const std::string& unitFileState) {
+  for (std::string_view state :
+       {"enabled", "enabled-runtime", "static", "indirect", "generated", "transient", "alias"}) {
+    if (unitFileState == state) return true;
+  }
+  return false;
+}
+
+std::vector<size_t> concat(std::vector<size_t> a, const std::vector<size_t>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+struct UnitPlan {
+  const v1::Unit* unit;
+  systemd::UnitStatus status;
+  std::vector<size_t> definitionSteps;  // its unit file and drop-ins
+};
+
+}  // namespace
+
+void planUnits(const v1::NodeState& state, PlanContext& context) {
+  std::vector<UnitPlan> units;
+  for (const auto& unit : state.units()) {
+    auto status = context.systemd.unitStatus(unit.name());
+    if (!status) {
+      context.errors.push_back("unit " + unit.name() + ": " + status.status().message());
+      continue;
+    }
+    UnitPlan unitPlan{&unit, std::move(*status), {}};
+    const std::string unitPath = std::string(kUnitDirectory) + "/" + unit.name();
+    std::optional<size_t> step;
+    if (unit.has_content()) {
+      planFile("unit file " + unitPath, unitPath, unit.content(), 0644, {}, {}, context, &step);
+      if (step) unitPlan.definitionSteps.push_back(*step);
+    }
+    for (const auto& dropIn : unit.drop_ins()) {
+      const std::string path = unitPath + ".d/" + dropIn.name();
+      step.reset();
+      planFile("drop-in " + path, path, dropIn.content(), 0644, {}, {}, context, &step);
+      if (step) unitPlan.definitionSteps.push_back(*step);
+    }
+    units.push_back(std::move(unitPlan));
+  }
+
+  // One daemon-reload, only when a unit file changed: ours, a managed file in
+  // a unit directory, or one edited behind systemd's back.
+  std::string reloadReason;
+  for (const auto& unitPlan : units) {
+    if (!unitPlan.definitionSteps.empty()) {
+      reloadReason = unitPlan.unit->name() + " changed";
+      break;
+    }
+  }
+  for (const auto& [path, step] : context.contentSteps) {
+    if (reloadReason.empty() && isUnitPath(path)) reloadReason = path + " changed";
+  }
+  for (const auto& unitPlan : units) {
+    if (reloadReason.empty() && unitPlan.status.needDaemonReload) {
+      reloadReason = unitPlan.unit->name() + " changed on disk";
+    }
+  }
+  std::vector<size_t> reload;
+  if (!reloadReason.empty()) {
+    const size_t change = context.plan.add("systemd", "daemon-reload", reloadReason);
+    reload.push_back(context.plan.steps.size());
+    context.plan.steps.push_back(
+        Step{change, {}, [&systemd = context.systemd] { return systemd.daemonReload(); }});
+  }
+
+  for (const auto& unitPlan : units) {
+    const v1::Unit& unit = *unitPlan.unit;
+    const std::string resource = "unit " + unit.name();
+    const std::vector<size_t> ready = concat(unitPlan.definitionSteps, reload);
+
+    if (unit.has_enabled()) {
+      const std::string& fileState = unitPlan.status.unitFileState;
+      const bool differs = unit.enabled() ? !satisfiesEnabled(fileState) : fileState == "enabled";
+      if (differs) {
+        const std::string was = fileState.empty() ? "no unit file" : fileState;
+        const size_t change =
+            context.plan.add(resource, unit.enabled() ? "enable" : "disable", "was " + was);
+        const std::vector<std::string> names{unit.name()};
+        context.plan.steps.push_back(
+            Step{change, ready, [&systemd = context.systemd, names, on = unit.enabled()] {
+                   return on ? systemd.enableUnitFiles(names) : systemd.disableUnitFiles(names);
+                 }});
+      }
+    }
+
+  }
+
+  // Jobs last: they start units with their files, links and definitions in place.
+  for (const auto& unitPlan : units) {
+    const v1::Unit& unit = *unitPlan.unit;
+    const std::string resource = "unit " + unit.name();
+    const std::vector<size_t> ready = concat(unitPlan.definitionSteps, reload);
+    const bool running = isRunning(unitPlan.status);
+    if (unit.state() == v1::UNIT_STATE_RUNNING && !running) {
+      const size_t change =
+          context.plan.add(resource, "start", "was " + unitPlan.status.activeState);
+      context.plan.jobs.push_back(Job{change, ready, systemd::JobKind::kStart, unit.name()});
+      continue;
+    }
+    if (unit.state() == v1::UNIT_STATE_STOPPED && running) {
+      const size_t change =
+          context.plan.add(resource, "stop", "was " + unitPlan.status.activeState);
+      context.plan.jobs.push_back(Job{change, ready, systemd::JobKind::kStop, unit.name()});
+      continue;
+    }
+    if (!running) continue;
+    // A running unit restarts when its definition or a file it lists changed.
+    std::vector<size_t> triggers = unitPlan.definitionSteps;
+    std::string why = triggers.empty() ? "" : "unit file changed";
+    for (const auto& path : unit.restart_on()) {
+      auto it = context.contentSteps.find(path);
+      if (it == context.contentSteps.end()) continue;
+      triggers.push_back(it->second);
+      why += (why.empty() ? "" : ", ") + path + " changed";
+    }
+    if (triggers.empty()) continue;
+    const size_t change = context.plan.add(resource, "restart", why);
+    context.plan.jobs.push_back(
+        Job{change, concat(triggers, reload), systemd::JobKind::kRestart, unit.name()});
+  }
+}
+
+}  // namespace nodewarden::converge

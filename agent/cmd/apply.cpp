@@ -17,7 +17,8 @@ namespace nodewarden::cmd {
 
 namespace {
 
-constexpr char kUsage[] = R"(Usage: nodewarden-agent apply [--dry-run] [--json] [--job-timeout DURATION] FILE
+constexpr char kUsage[] =
+    R"(Usage: nodewarden-agent apply [--dry-run] [--json] [--job-timeout DURATION] FILE
 
 Converges this node to the desired state in FILE once: prints the plan, applies
 it, and prints the result. The whole state is validated first; an invalid one
@@ -81,7 +82,8 @@ int apply(int argc, char** argv) {
   state::LoadResult loaded = state::loadFile(path);
   if (!loaded.ok()) {
     if (json) {
-      std::cout << nlohmann::json{{"file", path}, {"errors", diagnosticsJson(loaded.errors)}}.dump(2)
+      std::cout << nlohmann::json{{"file", path}, {"errors", diagnosticsJson(loaded.errors)}}.dump(
+                       2)
                 << "\n";
     }
     printDiagnostics(loaded.errors, std::cerr);
@@ -105,8 +107,7 @@ int apply(int argc, char** argv) {
   converge::Planner planner(**systemd, "");
   auto plan = planner.plan(*loaded.state);
   if (!plan) {
-    std::cerr << path << ": cannot apply, nothing was changed: " << plan.status().message()
-              << "\n";
+    std::cerr << path << ": cannot apply, nothing was changed: " << plan.status().message() << "\n";
     return kExitInvalid;
   }
   if (!json) printPlan(plan->changes, std::cout);

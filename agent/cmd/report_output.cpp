@@ -78,8 +78,7 @@ nlohmann::json reportJson(const converge::Report& report) {
       {"changed", report.changed()},
       {"failed", report.failed()},
       {"jobs", report.jobsQueued},
-      {"durationMs",
-       std::chrono::duration<double, std::milli>(report.duration).count()},
+      {"durationMs", std::chrono::duration<double, std::milli>(report.duration).count()},
       {"exitCode", report.exitCode()},
       {"changes", std::move(changes)},
   };

@@ -7,9 +7,7 @@ namespace nodewarden::converge {
 
 namespace {
 
-bool isAbsent(const v1::Directory& directory) {
-  return directory.ensure() == v1::ENSURE_ABSENT;
-}
+bool isAbsent(const v1::Directory& directory) { return directory.ensure() == v1::ENSURE_ABSENT; }
 
 }  // namespace
 
@@ -25,7 +23,7 @@ void planDirectories(const v1::NodeState& state, PlanContext& context) {
   for (const v1::Directory* directory : ordered) {
     const std::string resource = "directory " + directory->path();
     const std::string path = context.hostPath(directory->path());
-    auto ownership = resolveOwnership(directory->owner(), directory->group());
+    auto ownership = context.accounts.resolve(directory->owner(), directory->group());
     if (!ownership) {
       context.errors.push_back(resource + ": " + ownership.status().message());
       continue;
@@ -54,15 +52,15 @@ void planDirectories(const v1::NodeState& state, PlanContext& context) {
     const size_t change = context.plan.add(resource, action, detail);
     const bool create = action == "create";
     context.directorySteps[directory->path()] = context.plan.steps.size();
-    context.plan.steps.push_back(Step{
-        change, {}, [path, create, mode, ownership = *ownership]() -> core::Status {
-          if (create) {
-            if (core::Status s = makeDirectories(path, mode.value_or(0755)); !s) return s;
-            // mkdir's mode passes through the umask; set it exactly.
-            return setAttributes(path, mode.value_or(0755), ownership);
-          }
-          return setAttributes(path, mode, ownership);
-        }});
+    context.plan.steps.push_back(
+        Step{change, {}, [path, create, mode, ownership = *ownership]() -> core::Status {
+               if (create) {
+                 if (core::Status s = makeDirectories(path, mode.value_or(0755)); !s) return s;
+                 // mkdir's mode passes through the umask; set it exactly.
+                 return setAttributes(path, mode.value_or(0755), ownership);
+               }
+               return setAttributes(path, mode, ownership);
+             }});
   }
 }
 

@@ -53,9 +53,9 @@ core::Result<std::optional<std::string>> desiredContent(const v1::File& file) {
 
 // Plans one managed regular file; shared by files and unit files.
 void planFile(const std::string& resource, const std::string& path,
-              std::optional<std::string> content,
-              std::optional<mode_t> mode, const Ownership& ownership, std::vector<size_t> after,
-              PlanContext& context, std::optional<size_t>* stepOut) {
+              std::optional<std::string> content, std::optional<mode_t> mode,
+              const Ownership& ownership, std::vector<size_t> after, PlanContext& context,
+              std::optional<size_t>* stepOut) {
   const std::string hostPath = context.hostPath(path);
   auto observed = observePath(hostPath);
   if (!observed) {
@@ -119,7 +119,7 @@ void planFiles(const v1::NodeState& state, PlanContext& context) {
   for (const auto& file : state.files()) {
     if (file.ensure() == v1::ENSURE_ABSENT) continue;
     const std::string resource = "file " + file.path();
-    auto ownership = resolveOwnership(file.owner(), file.group());
+    auto ownership = context.accounts.resolve(file.owner(), file.group());
     if (!ownership) {
       context.errors.push_back(resource + ": " + ownership.status().message());
       continue;

@@ -62,17 +62,19 @@ core::Result<ObservedPath> observePath(const std::string& path) {
   return observed;
 }
 
-core::Result<Ownership> resolveOwnership(const std::string& owner, const std::string& group) {
+core::Result<Ownership> Accounts::resolve(const std::string& owner, const std::string& group) {
   Ownership ownership;
   if (!owner.empty()) {
-    auto uid = resolveUser(owner);
-    if (!uid) return uid.status();
-    ownership.uid = *uid;
+    auto it = users_.find(owner);
+    if (it == users_.end()) it = users_.emplace(owner, resolveUser(owner)).first;
+    if (!it->second) return it->second.status();
+    ownership.uid = *it->second;
   }
   if (!group.empty()) {
-    auto gid = resolveGroup(group);
-    if (!gid) return gid.status();
-    ownership.gid = *gid;
+    auto it = groups_.find(group);
+    if (it == groups_.end()) it = groups_.emplace(group, resolveGroup(group)).first;
+    if (!it->second) return it->second.status();
+    ownership.gid = *it->second;
   }
   return ownership;
 }

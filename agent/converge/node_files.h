@@ -2,6 +2,7 @@
 
 #include <sys/types.h>
 
+#include <map>
 #include <optional>
 #include <string>
 
@@ -29,8 +30,18 @@ struct Ownership {
   std::optional<gid_t> gid;
 };
 
-// Resolves "root", "1000" or "" (unmanaged) to ids; an unknown name is an error.
-core::Result<Ownership> resolveOwnership(const std::string& owner, const std::string& group);
+// Resolves "root", "1000" or "" (unmanaged) to ids; an unknown name is an
+// error. Remembers each answer: every NSS lookup rereads /etc/passwd, and a
+// plan names the same few accounts hundreds of times. Keep one per plan, so
+// accounts created since the last plan are seen.
+class Accounts final {
+ public:
+  core::Result<Ownership> resolve(const std::string& owner, const std::string& group);
+
+ private:
+  std::map<std::string, core::Result<uid_t>> users_;
+  std::map<std::string, core::Result<gid_t>> groups_;
+};
 
 // Creates `path` and any missing parents; new parents get 0755.
 core::Status makeDirectories(const std::string& path, mode_t mode);

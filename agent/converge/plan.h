@@ -1,7 +1,7 @@
 #pragma once
 
-#include <functional>
 #include <chrono>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -25,8 +25,8 @@ struct Change {
 // A step changes one thing on the node, synchronously. Steps run in plan
 // order; a step whose prerequisite failed is skipped.
 struct Step {
-  size_t change;                    // index into Plan::changes
-  std::vector<size_t> after;        // indices of steps that must have succeeded
+  size_t change;              // index into Plan::changes
+  std::vector<size_t> after;  // indices of steps that must have succeeded
   std::function<core::Status()> run;
 };
 

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/converge/node_files.h"
 #include "agent/converge/plan.h"
 #include "agent/core/status.h"
 #include "nodewarden/v1/state.pb.h"
@@ -46,6 +47,7 @@ struct PlanContext {
   // Steps that write a unit file or drop-in; a daemon-reload follows them.
   std::vector<size_t> unitFileSteps;
   std::vector<std::string> errors;
+  Accounts accounts;
 
   std::string hostPath(const std::string& path) const { return root + path; }
 };
@@ -57,13 +59,12 @@ void planUnits(const v1::NodeState& state, PlanContext& context);
 // Removals run last, files before the directories that held them.
 void planRemovals(const v1::NodeState& state, PlanContext& context);
 
-struct Ownership;
 // Plans one managed regular file (a declared file, a unit file, a drop-in):
 // the step that makes `path` hold `content` (when set) with the given attributes, after
 // the steps in `after`. Sets *step to the step's index when one is planned.
 void planFile(const std::string& resource, const std::string& path,
-              std::optional<std::string> content,
-              std::optional<mode_t> mode, const Ownership& ownership, std::vector<size_t> after,
-              PlanContext& context, std::optional<size_t>* step);
+              std::optional<std::string> content, std::optional<mode_t> mode,
+              const Ownership& ownership, std::vector<size_t> after, PlanContext& context,
+              std::optional<size_t>* step);
 
 }  // namespace nodewarden::converge

@@ -116,7 +116,6 @@ void planUnits(const v1::NodeState& state, PlanContext& context) {
                  }});
       }
     }
-
   }
 
   // Jobs last: they start units with their files, links and definitions in place.

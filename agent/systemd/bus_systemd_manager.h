@@ -1,0 +1,86 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "agent/core/clock.h"
+#include "agent/core/status.h"
+#include "agent/systemd/bus_handles.h"
+#include "agent/systemd/systemd_manager.h"
+
+namespace nodewarden::core {
+class Loop;
+}
+
+namespace nodewarden::systemd {
+
+// SystemdManager over sd-bus, attached to the agent's loop. Connects as
+// systemctl does as root: systemd's private socket, which works while
+// dbus-daemon is down, else the system bus. A connection that dropped (systemd
+// re-executed) is replaced on the next call; jobs queued before the drop still
+// complete if a later call reconnects in time, or else time out.
+//
+// Use it from the loop thread only. Synchronous calls block the loop for at
+// most 25 s (60 s for a daemon-reload). Destroying the manager drops the jobs
+// in flight without calling their callbacks.
+class BusSystemdManager final : public SystemdManager {
+ public:
+  // `jobTimeout` bounds each runJob(), from the call to systemd's JobRemoved.
+  static core::Result<std::unique_ptr<BusSystemdManager>> connect(core::Loop& loop,
+                                                                  core::Clock& clock,
+                                                                  core::Duration jobTimeout);
+  // The same, to the systemd whose private socket is at `address` (a D-Bus
+  // address: "unix:path=/run/systemd/private"), with no fallback.
+  static core::Result<std::unique_ptr<BusSystemdManager>> connectTo(core::Loop& loop,
+                                                                    core::Clock& clock,
+                                                                    core::Duration jobTimeout,
+                                                                    std::string address);
+  ~BusSystemdManager() override;
+
+  BusSystemdManager(const BusSystemdManager&) = delete;
+  BusSystemdManager& operator=(const BusSystemdManager&) = delete;
+
+  core::Result<UnitStatus> unitStatus(const std::string& unit) override;
+  core::Status daemonReload() override;
+  core::Status enableUnitFiles(const std::vector<std::string>& units) override;
+  core::Status disableUnitFiles(const std::vector<std::string>& units) override;
+  core::Status resetFailed(const std::string& unit) override;
+  void runJob(JobKind kind, const std::string& unit, JobCallback done) override;
+
+ private:
+  struct Job;
+  BusSystemdManager(core::Loop& loop, core::Clock& clock, core::Duration jobTimeout,
+                    std::string address);
+
+  core::Status ensureConnected();
+  core::Status connectBus();
+  // A synchronous method call on the manager object or `path`; reconnects and
+  // retries once when the connection turns out to have dropped.
+  core::Result<MessagePtr> call(const std::string& what, const char* path, const char* interface,
+                                const char* member,
+                                const std::function<int(sd_bus_message*)>& append,
+                                core::Duration timeout);
+
+  static int onJobQueued(sd_bus_message* reply, void* userdata, sd_bus_error* error);
+  static int onJobRemoved(sd_bus_message* signal, void* userdata, sd_bus_error* error);
+  static int onUnitResult(sd_bus_message* reply, void* userdata, sd_bus_error* error);
+  void finishJob(uint64_t id, core::Status result);
+
+  core::Loop& loop_;
+  core::Clock& clock_;
+  const core::Duration jobTimeout_;
+  const std::string address_;  // "": the private socket, else the system bus
+  // Declared before the slots, so that they are released first and the
+  // connection really closes.
+  BusPtr bus_;
+  SlotPtr jobRemovedSlot_;
+  uint64_t nextJobId_ = 1;
+  std::unordered_map<uint64_t, std::unique_ptr<Job>> jobs_;
+  std::unordered_map<std::string, uint64_t> jobsByPath_;  // queued in systemd, by job object path
+};
+
+}  // namespace nodewarden::systemd

@@ -1,0 +1,185 @@
+#include "tests/fakes/fake_systemd_manager.h"
+
+#include <utility>
+
+#include "agent/systemd/job_result.h"
+
+namespace nodewarden::systemd {
+
+namespace {
+
+UnitStatus notFound() {
+  return UnitStatus{.loadState = "not-found", .activeState = "inactive", .subState = "dead"};
+}
+
+std::string joined(std::string_view verb, const std::vector<std::string>& units) {
+  std::string text(verb);
+  for (const std::string& unit : units) text += " " + unit;
+  return text;
+}
+
+}  // namespace
+
+void FakeSystemdManager::setUnit(const std::string& unit, UnitStatus status) {
+  const bool exists = status.loadState != "not-found";
+  units_[unit] = Unit{std::move(status), exists};
+}
+
+void FakeSystemdManager::setUnitFile(const std::string& unit, bool exists) {
+  auto [it, inserted] = units_.try_emplace(unit, Unit{notFound(), false});
+  Unit& model = it->second;
+  model.fileExists = exists;
+  if (model.status.loadState != "not-found") model.status.needDaemonReload = true;
+}
+
+UnitStatus FakeSystemdManager::unit(const std::string& unit) const {
+  auto it = units_.find(unit);
+  return it == units_.end() ? notFound() : it->second.status;
+}
+
+void FakeSystemdManager::failJobsFor(const std::string& unit, const std::string& result,
+                                     const std::string& unitResult) {
+  failedJobs_[unit] = FailedJob{result, unitResult};
+}
+
+void FakeSystemdManager::failCall(const std::string& call, core::Status error) {
+  failedCalls_.insert_or_assign(call, std::move(error));
+}
+
+void FakeSystemdManager::clearFailures() {
+  failedJobs_.clear();
+  failedCalls_.clear();
+}
+
+std::vector<std::string> FakeSystemdManager::changes() const {
+  std::vector<std::string> changes;
+  for (const std::string& call : calls_) {
+    if (!call.starts_with("status ")) changes.push_back(call);
+  }
+  return changes;
+}
+
+core::Status FakeSystemdManager::record(const std::string& call) {
+  calls_.push_back(call);
+  auto it = failedCalls_.find(call);
+  return it == failedCalls_.end() ? core::Status::ok() : it->second;
+}
+
+core::Result<UnitStatus> FakeSystemdManager::unitStatus(const std::string& name) {
+  if (core::Status s = record("status " + name); !s) return s;
+  return unit(name);
+}
+
+core::Status FakeSystemdManager::daemonReload() {
+  if (core::Status s = record("daemon-reload"); !s) return s;
+  for (auto& [name, model] : units_) {
+    UnitStatus& status = model.status;
+    status.needDaemonReload = false;
+    if (!model.fileStateOnDisk.empty()) {
+      status.unitFileState = std::exchange(model.fileStateOnDisk, {});
+    }
+    const bool loaded = status.loadState != "not-found";
+    if (model.fileExists && !loaded) {
+      status.loadState = "loaded";
+      if (status.unitFileState.empty()) status.unitFileState = "disabled";
+      status.fragmentPath = "/etc/systemd/system/" + name;
+    } else if (!model.fileExists && loaded) {
+      // A unit that is still running stays so, without its file.
+      status.loadState = "not-found";
+      status.unitFileState.clear();
+      status.fragmentPath.clear();
+      status.dropInPaths.clear();
+    }
+  }
+  return core::Status::ok();
+}
+
+core::Status FakeSystemdManager::enableUnitFiles(const std::vector<std::string>& units) {
+  const std::string call = joined("enable", units);
+  if (core::Status s = record(call); !s) return s;
+  for (const std::string& name : units) {
+    auto it = units_.find(name);
+    if (it == units_.end() || !it->second.fileExists) {
+      return core::Status::notFound(call + ": Unit file " + name + " does not exist.");
+    }
+  }
+  for (const std::string& name : units) {
+    Unit& model = units_[name];
+    if (model.status.unitFileState != "static") model.fileStateOnDisk = "enabled";
+  }
+  return core::Status::ok();
+}
+
+core::Status FakeSystemdManager::disableUnitFiles(const std::vector<std::string>& units) {
+  const std::string call = joined("disable", units);
+  if (core::Status s = record(call); !s) return s;
+  for (const std::string& name : units) {
+    auto it = units_.find(name);
+    if (it == units_.end() || !it->second.fileExists) {
+      return core::Status::notFound(call + ": Unit file " + name + " does not exist.");
+    }
+  }
+  for (const std::string& name : units) {
+    Unit& model = units_[name];
+    if (model.status.unitFileState != "static") model.fileStateOnDisk = "disabled";
+  }
+  return core::Status::ok();
+}
+
+core::Status FakeSystemdManager::resetFailed(const std::string& name) {
+  if (core::Status s = record("reset-failed " + name); !s) return s;
+  auto it = units_.find(name);
+  if (it != units_.end() && it->second.status.activeState == "failed") {
+    it->second.status.activeState = "inactive";
+    it->second.status.subState = "dead";
+  }
+  return core::Status::ok();
+}
+
+void FakeSystemdManager::runJob(JobKind kind, const std::string& unit, JobCallback done) {
+  calls_.push_back(std::string(jobVerb(kind)) + " " + unit);
+  jobs_.push_back(QueuedJob{kind, unit, std::move(done)});
+}
+
+size_t FakeSystemdManager::completeJobs() {
+  size_t completed = 0;
+  while (!jobs_.empty()) {
+    QueuedJob job = std::move(jobs_.front());
+    jobs_.pop_front();
+    core::Status result = runQueuedJob(job);
+    ++completed;
+    job.done(std::move(result));
+  }
+  return completed;
+}
+
+core::Status FakeSystemdManager::runQueuedJob(const QueuedJob& job) {
+  const std::string call = std::string(jobVerb(job.kind)) + " " + job.unit;
+  if (auto it = failedCalls_.find(call); it != failedCalls_.end()) return it->second;
+
+  // What systemd refuses to queue at all.
+  auto it = units_.find(job.unit);
+  const std::string loadState = it == units_.end() ? "not-found" : it->second.status.loadState;
+  if (loadState == "not-found") {
+    return core::Status::notFound(call + ": Unit " + job.unit +
+                                  (job.kind == JobKind::kStop ? " not loaded." : " not found."));
+  }
+  if (loadState == "masked" && job.kind != JobKind::kStop) {
+    return core::Status::failedPrecondition(call + ": Unit " + job.unit + " is masked.");
+  }
+
+  UnitStatus& status = it->second.status;
+  if (auto failed = failedJobs_.find(job.unit); failed != failedJobs_.end()) {
+    if (failed->second.result == "failed") {
+      status.activeState = "failed";
+      status.subState = "failed";
+    }
+    return jobResultStatus(job.kind, job.unit, failed->second.result, failed->second.unitResult);
+  }
+  const bool stop = job.kind == JobKind::kStop;
+  status.activeState = stop ? "inactive" : "active";
+  status.subState = stop ? "dead" : "running";
+  return core::Status::ok();
+}
+
+}  // namespace nodewarden::systemd

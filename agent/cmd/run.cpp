@@ -77,6 +77,8 @@ class Daemon final {
     auto hangup = loop_.addSignal(SIGHUP, [this] { reload(); });
     if (!hangup) return hangup.status();
     hangupSource_ = std::move(*hangup);
+    log_->info("Enforcing {}, checking for drift every {}", config_.stateFile,
+               core::formatDuration(config_.driftCheckInterval));
     requestConverge("start");
     return core::Status::ok();
   }
@@ -343,7 +345,7 @@ int run(int argc, char** argv) {
     log->critical("Failed to start: {}", s.message());
     return kExitInvalid;
   }
-  log->info("nodewarden-agent {} running; enforcing {}", NODEWARDEN_VERSION, configPath);
+  log->info("nodewarden-agent {} running with {}", NODEWARDEN_VERSION, configPath);
   const int code = (*loop)->run();
   sd_notify(0, "STOPPING=1");
   return code;

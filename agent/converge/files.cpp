@@ -89,13 +89,13 @@ void planFile(const std::string& resource, const std::string& path,
 
   const size_t change = context.plan.add(resource, action, detail);
   const size_t step = context.plan.steps.size();
-  if (stepOut) *stepOut = step;
   if (!writeContent) {
     context.plan.steps.push_back(Step{change, std::move(after), [hostPath, mode, ownership] {
                                         return setAttributes(hostPath, mode, ownership);
                                       }});
     return;
   }
+  if (stepOut) *stepOut = step;
   context.contentSteps[path] = step;
   // Unmanaged attributes keep what the file has now.
   core::FileAttributes attributes{
@@ -115,28 +115,10 @@ void planFile(const std::string& resource, const std::string& path,
            }});
 }
 
-void planFiles(const v1::NodeState& state, PlanContext& context) {
-  for (const auto& file : state.files()) {
-    if (file.ensure() == v1::ENSURE_ABSENT) continue;
-    const std::string resource = "file " + file.path();
-    auto ownership = context.accounts.resolve(file.owner(), file.group());
-    if (!ownership) {
-      context.errors.push_back(resource + ": " + ownership.status().message());
-      continue;
-    }
-    auto content = desiredContent(file);
-    if (!content) {
-      context.errors.push_back(resource + ": " + content.status().message());
-      continue;
-    }
-    const std::optional<mode_t> mode =
-        file.has_mode() ? std::optional<mode_t>(file.mode()) : std::nullopt;
-    planFile(resource, file.path(), std::move(*content), mode, *ownership,
-             ancestorSteps(file.path(), context), context, nullptr);
-  }
-}
+namespace {
 
-void planRemovals(const v1::NodeState& state, PlanContext& context) {
+// A deleted file counts as a content change: units listing it restart.
+void planAbsentFiles(const v1::NodeState& state, PlanContext& context) {
   for (const auto& file : state.files()) {
     if (file.ensure() != v1::ENSURE_ABSENT) continue;
     const std::string path = context.hostPath(file.path());
@@ -159,7 +141,33 @@ void planRemovals(const v1::NodeState& state, PlanContext& context) {
                                         return core::syncParentDirectory(path);
                                       }});
   }
+}
 
+}  // namespace
+
+void planFiles(const v1::NodeState& state, PlanContext& context) {
+  for (const auto& file : state.files()) {
+    if (file.ensure() == v1::ENSURE_ABSENT) continue;
+    const std::string resource = "file " + file.path();
+    auto ownership = context.accounts.resolve(file.owner(), file.group());
+    if (!ownership) {
+      context.errors.push_back(resource + ": " + ownership.status().message());
+      continue;
+    }
+    auto content = desiredContent(file);
+    if (!content) {
+      context.errors.push_back(resource + ": " + content.status().message());
+      continue;
+    }
+    const std::optional<mode_t> mode =
+        file.has_mode() ? std::optional<mode_t>(file.mode()) : std::nullopt;
+    planFile(resource, file.path(), std::move(*content), mode, *ownership,
+             ancestorSteps(file.path(), context), context, nullptr);
+  }
+  planAbsentFiles(state, context);
+}
+
+void planDirectoryRemovals(const v1::NodeState& state, PlanContext& context) {
   // Children before parents; rmdir refuses a directory that still holds files.
   std::vector<const v1::Directory*> absent;
   for (const auto& directory : state.directories()) {

@@ -18,7 +18,7 @@ core::Result<Plan> Planner::plan(const v1::NodeState& state) {
   planDirectories(state, context);
   planFiles(state, context);
   planUnits(state, context);
-  planRemovals(state, context);
+  planDirectoryRemovals(state, context);
   if (!context.errors.empty()) {
     std::string message = context.errors.front();
     for (size_t i = 1; i < context.errors.size(); ++i) message += "; " + context.errors[i];

@@ -54,14 +54,16 @@ struct PlanContext {
 
 // One function per resource kind; each adds its changes and steps to the plan.
 void planDirectories(const v1::NodeState& state, PlanContext& context);
+// Present files, then absent ones.
 void planFiles(const v1::NodeState& state, PlanContext& context);
 void planUnits(const v1::NodeState& state, PlanContext& context);
-// Removals run last, files before the directories that held them.
-void planRemovals(const v1::NodeState& state, PlanContext& context);
+// Absent directories go last, children first, once the files in them are gone.
+void planDirectoryRemovals(const v1::NodeState& state, PlanContext& context);
 
 // Plans one managed regular file (a declared file, a unit file, a drop-in):
 // the step that makes `path` hold `content` (when set) with the given attributes, after
-// the steps in `after`. Sets *step to the step's index when one is planned.
+// the steps in `after`. Sets *step to the step's index when it writes the
+// file's content; a step that only fixes attributes changes nothing a reader sees.
 void planFile(const std::string& resource, const std::string& path,
               std::optional<std::string> content, std::optional<mode_t> mode,
               const Ownership& ownership, std::vector<size_t> after, PlanContext& context,

@@ -40,9 +40,10 @@ struct Job {
 };
 
 // What converging would change, in the order it would change it: directories,
-// files, unit files and drop-ins, one daemon-reload when a unit file changed,
-// enablement, removals; then the jobs. A plan with no changes is a no-op:
-// applying it writes nothing and starts no job.
+// files (present, then absent), unit files and drop-ins, enablement, one
+// daemon-reload when a unit file or enablement changed, absent directories;
+// then the jobs. A plan with no changes is a no-op: applying it writes
+// nothing and starts no job.
 struct Plan {
   std::vector<Change> changes;
   std::vector<Step> steps;

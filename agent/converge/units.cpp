@@ -72,8 +72,37 @@ void planUnits(const v1::NodeState& state, PlanContext& context) {
     units.push_back(std::move(unitPlan));
   }
 
+  // Enablement before the reload: it changes links on disk, and systemd
+  // reports the new unit file state only after a reload (`systemctl enable`
+  // reloads too). Otherwise every later plan would enable the unit again.
+  std::string enablementReason;
+  for (const auto& unitPlan : units) {
+    const v1::Unit& unit = *unitPlan.unit;
+    const std::string resource = "unit " + unit.name();
+
+    if (unit.has_enabled()) {
+      const std::string& fileState = unitPlan.status.unitFileState;
+      const bool differs = unit.enabled() ? !satisfiesEnabled(fileState) : fileState == "enabled";
+      if (differs) {
+        const std::string was = fileState.empty() ? "no unit file" : fileState;
+        const size_t change =
+            context.plan.add(resource, unit.enabled() ? "enable" : "disable", "was " + was);
+        const std::vector<std::string> names{unit.name()};
+        context.plan.steps.push_back(Step{change, unitPlan.definitionSteps,
+                                          [&systemd = context.systemd, names, on = unit.enabled()] {
+                                            return on ? systemd.enableUnitFiles(names)
+                                                      : systemd.disableUnitFiles(names);
+                                          }});
+        if (enablementReason.empty()) {
+          enablementReason = unit.name() + (unit.enabled() ? " enabled" : " disabled");
+        }
+      }
+    }
+  }
+
   // One daemon-reload, only when a unit file changed: ours, a managed file in
-  // a unit directory, or one edited behind systemd's back.
+  // a unit directory, or one edited behind systemd's back; or when a unit was
+  // enabled or disabled.
   std::string reloadReason;
   for (const auto& unitPlan : units) {
     if (!unitPlan.definitionSteps.empty()) {
@@ -89,33 +118,13 @@ void planUnits(const v1::NodeState& state, PlanContext& context) {
       reloadReason = unitPlan.unit->name() + " changed on disk";
     }
   }
+  if (reloadReason.empty()) reloadReason = enablementReason;
   std::vector<size_t> reload;
   if (!reloadReason.empty()) {
     const size_t change = context.plan.add("systemd", "daemon-reload", reloadReason);
     reload.push_back(context.plan.steps.size());
     context.plan.steps.push_back(
         Step{change, {}, [&systemd = context.systemd] { return systemd.daemonReload(); }});
-  }
-
-  for (const auto& unitPlan : units) {
-    const v1::Unit& unit = *unitPlan.unit;
-    const std::string resource = "unit " + unit.name();
-    const std::vector<size_t> ready = concat(unitPlan.definitionSteps, reload);
-
-    if (unit.has_enabled()) {
-      const std::string& fileState = unitPlan.status.unitFileState;
-      const bool differs = unit.enabled() ? !satisfiesEnabled(fileState) : fileState == "enabled";
-      if (differs) {
-        const std::string was = fileState.empty() ? "no unit file" : fileState;
-        const size_t change =
-            context.plan.add(resource, unit.enabled() ? "enable" : "disable", "was " + was);
-        const std::vector<std::string> names{unit.name()};
-        context.plan.steps.push_back(
-            Step{change, ready, [&systemd = context.systemd, names, on = unit.enabled()] {
-                   return on ? systemd.enableUnitFiles(names) : systemd.disableUnitFiles(names);
-                 }});
-      }
-    }
   }
 
   // Jobs last: they start units with their files, links and definitions in place.

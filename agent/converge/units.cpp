@@ -134,9 +134,15 @@ void planUnits(const v1::NodeState& state, PlanContext& context) {
     const std::vector<size_t> ready = concat(unitPlan.definitionSteps, reload);
     const bool running = isRunning(unitPlan.status);
     if (unit.state() == v1::UNIT_STATE_RUNNING && !running) {
+      // Not before the files it lists are written: it would start on the old ones.
+      std::vector<size_t> after = ready;
+      for (const auto& path : unit.restart_on()) {
+        auto it = context.contentSteps.find(path);
+        if (it != context.contentSteps.end()) after.push_back(it->second);
+      }
       const size_t change =
           context.plan.add(resource, "start", "was " + unitPlan.status.activeState);
-      context.plan.jobs.push_back(Job{change, ready, systemd::JobKind::kStart, unit.name()});
+      context.plan.jobs.push_back(Job{change, after, systemd::JobKind::kStart, unit.name()});
       continue;
     }
     if (unit.state() == v1::UNIT_STATE_STOPPED && running) {

@@ -77,8 +77,8 @@ class Daemon final {
     auto hangup = loop_.addSignal(SIGHUP, [this] { reload(); });
     if (!hangup) return hangup.status();
     hangupSource_ = std::move(*hangup);
-    log_->info("Enforcing {}, checking for drift every {}", config_.stateFile,
-               core::formatDuration(config_.driftCheckInterval));
+    NW_LOG(log_, info, "Enforcing {}, checking for drift every {}", config_.stateFile,
+           core::formatDuration(config_.driftCheckInterval));
     requestConverge("start");
     return core::Status::ok();
   }
@@ -90,14 +90,15 @@ class Daemon final {
     auto text = core::readFile(lastAppliedPath_, kMaxStateBytes);
     if (!text) {
       if (text.status().code() != core::Status::Code::kNotFound) {
-        log_->warn("Failed to read the last applied state: {}, ignoring", text.status().message());
+        NW_LOG(log_, warn, "Failed to read the last applied state: {}, ignoring",
+               text.status().message());
       }
       return;
     }
     state::LoadResult loaded = state::loadString(*text, lastAppliedPath_);
     if (!loaded.ok()) {
-      log_->warn("Last applied state {} is not valid ({}), ignoring", lastAppliedPath_,
-                 loaded.errors.front().toString());
+      NW_LOG(log_, warn, "Last applied state {} is not valid ({}), ignoring", lastAppliedPath_,
+             loaded.errors.front().toString());
       return;
     }
     lastGood_ = std::move(*loaded.state);
@@ -118,17 +119,17 @@ class Daemon final {
   }
 
   void reload() {
-    log_->info("Reloading configuration from {}", configPath_);
+    NW_LOG(log_, info, "Reloading configuration from {}", configPath_);
     auto config = loadAgentConfig(configPath_);
     if (!config) {
-      log_->error("Failed to reload {}: {}; keeping the running configuration", configPath_,
-                  config.status().message());
+      NW_LOG(log_, err, "Failed to reload {}: {}; keeping the running configuration", configPath_,
+             config.status().message());
     } else {
       const bool moved = config->stateFile != config_.stateFile;
       config_ = std::move(*config);
       if (moved) {
         if (core::Status s = watchStateFile(); !s) {
-          log_->error("Failed to watch {}: {}", config_.stateFile, s.message());
+          NW_LOG(log_, err, "Failed to watch {}: {}", config_.stateFile, s.message());
         }
       }
     }
@@ -158,25 +159,25 @@ class Daemon final {
         return &*candidate_;
       }
       rejected_ = loaded.errors.front().toString();
-      for (const auto& error : loaded.errors) log_->error("{}", error.toString());
+      for (const auto& error : loaded.errors) NW_LOG(log_, err, "{}", error.toString());
     }
     candidate_.reset();
     if (lastGood_) {
-      log_->error("State rejected: {}; enforcing the last good state", rejected_);
+      NW_LOG(log_, err, "State rejected: {}; enforcing the last good state", rejected_);
       return &*lastGood_;
     }
-    log_->error("State rejected: {}; no earlier state to enforce", rejected_);
+    NW_LOG(log_, err, "State rejected: {}; no earlier state to enforce", rejected_);
     return nullptr;
   }
 
   void converge(const std::string& reason) {
     intervalTimer_->cancel();
-    log_->debug("Converging ({})", reason);
+    NW_LOG(log_, debug, "Converging ({})", reason);
     const v1::NodeState* target = chooseState();
     if (target == nullptr) return finished(std::nullopt);
     auto plan = planner_.plan(*target);
     if (!plan) {
-      log_->error("Cannot apply the state, nothing was changed: {}", plan.status().message());
+      NW_LOG(log_, err, "Cannot apply the state, nothing was changed: {}", plan.status().message());
       planError_ = plan.status().message();
       return finished(std::nullopt);
     }
@@ -201,12 +202,12 @@ class Daemon final {
   void record(const converge::Report& report) {
     for (const auto& change : report.changes) {
       if (change.outcome == converge::Change::Outcome::kApplied) {
-        log_->info("{}: {}{}", change.resource, change.action,
-                   change.detail.empty() ? "" : " (" + change.detail + ")");
+        NW_LOG(log_, info, "{}: {}{}", change.resource, change.action,
+               change.detail.empty() ? "" : " (" + change.detail + ")");
       } else {
-        log_->error("{}: {} {}: {}", change.resource, change.action,
-                    change.outcome == converge::Change::Outcome::kSkipped ? "skipped" : "failed",
-                    change.error);
+        NW_LOG(log_, err, "{}: {} {}: {}", change.resource, change.action,
+               change.outcome == converge::Change::Outcome::kSkipped ? "skipped" : "failed",
+               change.error);
       }
     }
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(report.duration).count();
@@ -224,13 +225,14 @@ class Daemon final {
     if (report.changed() > 0) {
       lastDrift_ = when + " (" + std::to_string(report.changed()) + " changed)";
     }
-    log_->info("Converged in {} ms: {} changed, {} failed", ms, report.changed(), report.failed());
+    NW_LOG(log_, info, "Converged in {} ms: {} changed, {} failed", ms, report.changed(),
+           report.failed());
   }
 
   void saveLastApplied() {
     core::Status s = core::writeFileAtomic(lastAppliedPath_, candidateText_, {.mode = 0600});
     if (!s) {
-      log_->warn("Failed to save the last applied state: {}, ignoring", s.message());
+      NW_LOG(log_, warn, "Failed to save the last applied state: {}, ignoring", s.message());
       return;
     }
     lastGood_ = std::move(candidate_);
@@ -314,7 +316,7 @@ int run(int argc, char** argv) {
 
   auto config = loadAgentConfig(configPath);
   if (!config) {
-    log->critical("Failed to load {}: {}", configPath, config.status().message());
+    NW_LOG(log, critical, "Failed to load {}: {}", configPath, config.status().message());
     return kExitInvalid;
   }
   core::log::setUp(core::log::Destination::kAuto, config->logLevel);
@@ -323,29 +325,29 @@ int run(int argc, char** argv) {
 
   auto loop = core::Loop::create();
   if (!loop) {
-    log->critical("Failed to set up the event loop: {}", loop.status().message());
+    NW_LOG(log, critical, "Failed to set up the event loop: {}", loop.status().message());
     return kExitInvalid;
   }
   if (core::Status s = (*loop)->exitOnTerminationSignals(); !s) {
-    log->critical("Failed to set up signals: {}", s.message());
+    NW_LOG(log, critical, "Failed to set up signals: {}", s.message());
     return kExitInvalid;
   }
   if (core::Status s = (*loop)->enableWatchdog(); !s) {
-    log->warn("Failed to enable the watchdog: {}, ignoring", s.message());
+    NW_LOG(log, warn, "Failed to enable the watchdog: {}, ignoring", s.message());
   }
   core::LoopClock clock(**loop);
   auto systemd = systemd::BusSystemdManager::connect(**loop, clock, config->jobTimeout);
   if (!systemd) {
-    log->critical("Failed to connect to systemd: {}", systemd.status().message());
+    NW_LOG(log, critical, "Failed to connect to systemd: {}", systemd.status().message());
     return kExitInvalid;
   }
 
   Daemon daemon(**loop, clock, **systemd, configPath, std::move(*config), stateDir);
   if (core::Status s = daemon.start(); !s) {
-    log->critical("Failed to start: {}", s.message());
+    NW_LOG(log, critical, "Failed to start: {}", s.message());
     return kExitInvalid;
   }
-  log->info("nodewarden-agent {} running with {}", NODEWARDEN_VERSION, configPath);
+  NW_LOG(log, info, "nodewarden-agent {} running with {}", NODEWARDEN_VERSION, configPath);
   const int code = (*loop)->run();
   sd_notify(0, "STOPPING=1");
   return code;

@@ -91,9 +91,12 @@ core::Status makeDirectories(const std::string& path, mode_t mode) {
   if (slash != std::string::npos && slash > 0) {
     if (core::Status s = makeDirectories(path.substr(0, slash), 0755); !s) return s;
   }
-  if (::mkdir(path.c_str(), mode) < 0 && errno != EEXIST) {
+  if (::mkdir(path.c_str(), mode) < 0) {
+    if (errno == EEXIST) return core::Status::ok();
     return core::Status::fromErrno(errno, "create directory " + path);
   }
+  // mkdir's mode passes through the umask of whoever runs the agent.
+  if (::chmod(path.c_str(), mode) < 0) return core::Status::fromErrno(errno, "chmod " + path);
   return core::syncParentDirectory(path);
 }
 

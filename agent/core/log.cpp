@@ -2,6 +2,9 @@
 
 #include <sys/stat.h>
 #include <syslog.h>
+// The location sd_journal_send() would add is this file's; each entry gets
+// the location of the code that logged instead.
+#define SD_JOURNAL_SUPPRESS_LOCATION
 #include <systemd/sd-journal.h>
 
 #include <cstdio>

@@ -5,6 +5,12 @@
 #include <memory>
 #include <string>
 
+// Logs through `logger` at `lvl` (trace, debug, info, warn, err, critical)
+// with the caller's source location, which the journal keeps as CODE_FILE,
+// CODE_LINE and CODE_FUNC. Formats nothing when the level is off:
+//   NW_LOG(log, info, "Converged in {} ms", ms);
+#define NW_LOG(logger, lvl, ...) SPDLOG_LOGGER_CALL((logger), spdlog::level::lvl, __VA_ARGS__)
+
 namespace nodewarden::core::log {
 
 enum class Destination {

@@ -216,8 +216,8 @@ core::Status BusSystemdManager::connectBus() {
     } else if (!address_.empty()) {
       return core::Status::fromErrno(r, "connect to systemd at " + address);
     } else {
-      logger()->debug("connect to systemd at {}: {}; trying the system bus", address,
-                      std::strerror(-r));
+      NW_LOG(logger(), debug, "connect to systemd at {}: {}; trying the system bus", address,
+             std::strerror(-r));
     }
   }
   if (!bus_) {
@@ -253,14 +253,14 @@ core::Status BusSystemdManager::connectBus() {
     bus_.reset();
     return status;
   }
-  logger()->debug("connected to systemd through {}",
-                  direct ? "its private socket" : "the system bus");
+  NW_LOG(logger(), debug, "connected to systemd through {}",
+         direct ? "its private socket" : "the system bus");
   return core::Status::ok();
 }
 
 core::Status BusSystemdManager::ensureConnected() {
   if (bus_ && sd_bus_is_open(bus_.get()) > 0) return core::Status::ok();
-  logger()->debug("connection to systemd lost; reconnecting");
+  NW_LOG(logger(), debug, "connection to systemd lost; reconnecting");
   return connectBus();
 }
 
@@ -403,7 +403,7 @@ int BusSystemdManager::onJobQueued(sd_bus_message* reply, void* userdata, sd_bus
   // sends the reply before the job can be removed: the path is known in time.
   job.path = path;
   self.jobsByPath_[job.path] = job.id;
-  logger()->debug("{}: queued job {}", what, job.path);
+  NW_LOG(logger(), debug, "{}: queued job {}", what, job.path);
   return 0;
 }
 
@@ -417,8 +417,8 @@ int BusSystemdManager::onJobRemoved(sd_bus_message* signal, void* userdata, sd_b
   const uint64_t id = byPath->second;
   self.jobsByPath_.erase(byPath);
   Job& job = *self.jobs_.at(id);
-  logger()->debug("{} {}: job {} removed with result {}", jobVerb(job.kind), job.unit, path,
-                  result);
+  NW_LOG(logger(), debug, "{} {}: job {} removed with result {}", jobVerb(job.kind), job.unit, path,
+         result);
 
   const char* interface = resultInterface(job.unit);
   if (std::string_view(result) != "failed" || interface == nullptr) {

@@ -1,5 +1,10 @@
 #include "agent/cmd/agent_config.h"
 
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstdlib>
+
 #include "agent/core/atomic_file.h"
 #include "agent/core/duration.h"
 #include "agent/state/loader.h"
@@ -52,6 +57,17 @@ core::Result<AgentConfig> loadAgentConfig(const std::string& path) {
   std::string all = errors.front().toString();
   for (size_t i = 1; i < errors.size(); ++i) all += "; " + errors[i].toString();
   return core::Status::invalidArgument(all);
+}
+
+core::Result<std::string> stateDirectory() {
+  const char* fromSystemd = std::getenv("STATE_DIRECTORY");
+  // systemd may pass several, colon-separated; the unit declares one.
+  std::string directory = fromSystemd ? fromSystemd : "/var/lib/nodewarden";
+  directory = directory.substr(0, directory.find(':'));
+  if (::mkdir(directory.c_str(), 0700) < 0 && errno != EEXIST) {
+    return core::Status::fromErrno(errno, "create " + directory);
+  }
+  return directory;
 }
 
 }  // namespace nodewarden::cmd

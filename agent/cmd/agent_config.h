@@ -21,4 +21,12 @@ struct AgentConfig {
 // file:line:column and the field.
 core::Result<AgentConfig> loadAgentConfig(const std::string& path);
 
+// Where the agent keeps its state: systemd's $STATE_DIRECTORY, otherwise
+// /var/lib/nodewarden, created (0700) when missing.
+core::Result<std::string> stateDirectory();
+
+// The file in the state directory that holds restarts owed by a run that was
+// interrupted (see converge::RestartLedger).
+inline constexpr char kRestartLedgerName[] = "restarts-owed";
+
 }  // namespace nodewarden::cmd

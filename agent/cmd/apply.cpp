@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "agent/cmd/agent_config.h"
 #include "agent/cmd/commands.h"
 #include "agent/cmd/report_output.h"
 #include "agent/converge/executor.h"
@@ -104,8 +105,15 @@ int apply(int argc, char** argv) {
     return kExitInvalid;
   }
 
+  // A dry run reads the ledger but never changes it.
+  auto stateDir = stateDirectory();
+  if (!stateDir) {
+    std::cerr << "nodewarden-agent apply: " << stateDir.status().message() << "\n";
+    return kExitInvalid;
+  }
+  converge::RestartLedger ledger(*stateDir + "/" + kRestartLedgerName);
   converge::Planner planner(**systemd, "");
-  auto plan = planner.plan(*loaded.state);
+  auto plan = planner.plan(*loaded.state, ledger.owed());
   if (!plan) {
     std::cerr << path << ": cannot apply, nothing was changed: " << plan.status().message() << "\n";
     return kExitInvalid;
@@ -117,7 +125,7 @@ int apply(int argc, char** argv) {
     return plan->empty() ? kExitOk : 2;
   }
 
-  converge::Executor executor(**systemd, clock);
+  converge::Executor executor(**systemd, clock, &ledger);
   std::optional<converge::Report> report;
   executor.apply(std::move(*plan), [&](converge::Report done) { report = std::move(done); });
   if (core::Status s = (*loop)->runUntil([&] { return report.has_value(); }); !s) {

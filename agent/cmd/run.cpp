@@ -33,7 +33,6 @@ drift-check interval. Meant to run under systemd (nodewarden-agent.service).
 )";
 
 constexpr char kDefaultConfig[] = "/etc/nodewarden/agent.yaml";
-constexpr char kDefaultStateDirectory[] = "/var/lib/nodewarden";
 constexpr char kLastAppliedName[] = "last-applied.yaml";
 // Editors and config tools replace a file in several steps; converge once
 // they are done rather than on each step.
@@ -64,7 +63,8 @@ class Daemon final {
       : loop_(loop),
         clock_(clock),
         planner_(systemd, ""),
-        executor_(systemd, clock),
+        ledger_(stateDirectory + "/" + kRestartLedgerName),
+        executor_(systemd, clock, &ledger_),
         configPath_(std::move(configPath)),
         config_(std::move(config)),
         lastAppliedPath_(stateDirectory + "/" + kLastAppliedName),
@@ -175,7 +175,7 @@ class Daemon final {
     NW_LOG(log_, debug, "Converging ({})", reason);
     const v1::NodeState* target = chooseState();
     if (target == nullptr) return finished(std::nullopt);
-    auto plan = planner_.plan(*target);
+    auto plan = planner_.plan(*target, ledger_.owed());
     if (!plan) {
       NW_LOG(log_, err, "Cannot apply the state, nothing was changed: {}", plan.status().message());
       planError_ = plan.status().message();
@@ -265,6 +265,7 @@ class Daemon final {
   core::Loop& loop_;
   core::Clock& clock_;
   converge::Planner planner_;
+  converge::RestartLedger ledger_;
   converge::Executor executor_;
   const std::string configPath_;
   AgentConfig config_;
@@ -320,8 +321,11 @@ int run(int argc, char** argv) {
     return kExitInvalid;
   }
   core::log::setUp(core::log::Destination::kAuto, config->logLevel);
-  const char* stateDirectory = std::getenv("STATE_DIRECTORY");  // StateDirectory=
-  const std::string stateDir = stateDirectory ? stateDirectory : kDefaultStateDirectory;
+  auto stateDir = stateDirectory();
+  if (!stateDir) {
+    NW_LOG(log, critical, "Failed to set up the state directory: {}", stateDir.status().message());
+    return kExitInvalid;
+  }
 
   auto loop = core::Loop::create();
   if (!loop) {
@@ -342,7 +346,7 @@ int run(int argc, char** argv) {
     return kExitInvalid;
   }
 
-  Daemon daemon(**loop, clock, **systemd, configPath, std::move(*config), stateDir);
+  Daemon daemon(**loop, clock, **systemd, configPath, std::move(*config), *stateDir);
   if (core::Status s = daemon.start(); !s) {
     NW_LOG(log, critical, "Failed to start: {}", s.message());
     return kExitInvalid;

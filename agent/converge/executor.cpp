@@ -1,5 +1,7 @@
 #include "agent/converge/executor.h"
 
+#include <set>
+
 #include "agent/systemd/systemd_manager.h"
 
 namespace nodewarden::converge {
@@ -36,8 +38,8 @@ struct Executor::Run {
   size_t jobsQueued = 0;
 };
 
-Executor::Executor(systemd::SystemdManager& systemd, core::Clock& clock)
-    : systemd_(systemd), clock_(clock) {}
+Executor::Executor(systemd::SystemdManager& systemd, core::Clock& clock, RestartLedger* ledger)
+    : systemd_(systemd), clock_(clock), ledger_(ledger) {}
 
 Executor::~Executor() { *alive_ = false; }
 
@@ -51,6 +53,22 @@ void Executor::apply(Plan plan, Done done) {
   run.stepSucceeded.assign(run.plan.steps.size(), false);
 
   auto& changes = run.plan.changes;
+  if (ledger_) {
+    std::set<std::string> restarts;
+    for (const Job& job : run.plan.jobs) {
+      if (job.kind == systemd::JobKind::kRestart) restarts.insert(job.unit);
+    }
+    // Without the record, a kill after the first write could lose a restart
+    // for good: better to change nothing.
+    if (core::Status s = restarts.empty() ? core::Status::ok() : ledger_->record(restarts); !s) {
+      for (Change& change : changes) {
+        change.outcome = Change::Outcome::kSkipped;
+        change.error = "skipped: " + s.message();
+      }
+      return finish();
+    }
+  }
+
   // A prerequisite that failed or was skipped, described for the report.
   auto blockedBy = [&](const std::vector<size_t>& after) -> std::string {
     for (size_t step : after) {
@@ -113,10 +131,17 @@ void Executor::finishJob(size_t job, core::Status status) {
 
 void Executor::finish() {
   std::unique_ptr<Run> run = std::move(running_);
+  // Every restart was done or failed; a failed one leaves its unit failed,
+  // which the next plan starts.
+  core::Status settled = ledger_ ? ledger_->settle() : core::Status::ok();
   Report report;
   report.changes = std::move(run->plan.changes);
   report.jobsQueued = run->jobsQueued;
   report.duration = clock_.now() - run->started;
+  if (!settled) {
+    report.changes.push_back(
+        Change{"restart ledger", "settle", "", Change::Outcome::kFailed, settled.message()});
+  }
   run->done(std::move(report));
 }
 

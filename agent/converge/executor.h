@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "agent/converge/plan.h"
+#include "agent/converge/restart_ledger.h"
 #include "agent/core/clock.h"
 
 namespace nodewarden::converge {
@@ -15,7 +16,9 @@ class Executor final {
  public:
   using Done = std::function<void(Report report)>;
 
-  Executor(systemd::SystemdManager& systemd, core::Clock& clock);
+  // `ledger`, when given, keeps the plan's restarts on disk until they are
+  // done, so that a run killed half-way is finished by the next one.
+  Executor(systemd::SystemdManager& systemd, core::Clock& clock, RestartLedger* ledger = nullptr);
   ~Executor();
 
   // `done` runs on the loop thread once the last job has finished. Only one
@@ -31,6 +34,7 @@ class Executor final {
 
   systemd::SystemdManager& systemd_;
   core::Clock& clock_;
+  RestartLedger* ledger_;
   std::unique_ptr<Run> running_;
   // Jobs answered after the run was abandoned find it gone.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

@@ -1,7 +1,10 @@
+#include <dirent.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <memory>
+#include <string_view>
 
 #include "agent/converge/node_files.h"
 #include "agent/converge/planner.h"
@@ -49,6 +52,30 @@ core::Result<std::optional<std::string>> desiredContent(const v1::File& file) {
   }
 }
 
+// Temporary files a killed writer left in `directory` (once per directory and
+// plan): they hold a copy of some content and nobody else will remove them.
+void planLeftovers(const std::string& directory, PlanContext& context) {
+  if (!context.scannedDirectories.insert(directory).second) return;
+  const std::string hostDirectory = context.hostPath(directory);
+  struct CloseDir {
+    void operator()(DIR* dir) const { ::closedir(dir); }
+  };
+  std::unique_ptr<DIR, CloseDir> dir(::opendir(hostDirectory.c_str()));
+  if (!dir) return;  // missing: nothing left there; unreadable: the write will say so
+  while (const dirent* entry = ::readdir(dir.get())) {
+    if (!std::string_view(entry->d_name).starts_with(core::kTemporaryFilePrefix)) continue;
+    const std::string path = directory + "/" + entry->d_name;
+    const size_t change = context.plan.add("file " + path, "delete", "left by an interrupted run");
+    context.plan.steps.push_back(
+        Step{change, {}, [hostPath = context.hostPath(path)]() -> core::Status {
+               if (::unlink(hostPath.c_str()) < 0 && errno != ENOENT) {
+                 return core::Status::fromErrno(errno, "delete " + hostPath);
+               }
+               return core::Status::ok();
+             }});
+  }
+}
+
 }  // namespace
 
 // Plans one managed regular file; shared by files and unit files.
@@ -56,6 +83,7 @@ void planFile(const std::string& resource, const std::string& path,
               std::optional<std::string> content, std::optional<mode_t> mode,
               const Ownership& ownership, std::vector<size_t> after, PlanContext& context,
               std::optional<size_t>* stepOut) {
+  planLeftovers(parentOf(path), context);
   const std::string hostPath = context.hostPath(path);
   auto observed = observePath(hostPath);
   if (!observed) {

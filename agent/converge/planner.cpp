@@ -12,9 +12,11 @@ size_t Plan::add(std::string resource, std::string action, std::string detail) {
 Planner::Planner(systemd::SystemdManager& systemd, std::string root)
     : systemd_(systemd), root_(std::move(root)) {}
 
-core::Result<Plan> Planner::plan(const v1::NodeState& state) {
+core::Result<Plan> Planner::plan(const v1::NodeState& state,
+                                 const std::set<std::string>& owedRestarts) {
   Plan plan;
-  PlanContext context{.root = root_, .systemd = systemd_, .plan = plan};
+  PlanContext context{
+      .root = root_, .systemd = systemd_, .plan = plan, .owedRestarts = owedRestarts};
   planDirectories(state, context);
   planFiles(state, context);
   planUnits(state, context);

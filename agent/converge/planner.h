@@ -4,6 +4,7 @@
 
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -28,7 +29,10 @@ class Planner final {
 
   // Fails, planning nothing, when the state cannot be applied as a whole (an
   // owner or group that does not exist on the node): nothing half-done.
-  core::Result<Plan> plan(const v1::NodeState& state);
+  // `owedRestarts` are units an interrupted run meant to restart (see
+  // RestartLedger); those still running are restarted.
+  core::Result<Plan> plan(const v1::NodeState& state,
+                          const std::set<std::string>& owedRestarts = {});
 
  private:
   systemd::SystemdManager& systemd_;
@@ -40,6 +44,7 @@ struct PlanContext {
   const std::string& root;
   systemd::SystemdManager& systemd;
   Plan& plan;
+  const std::set<std::string>& owedRestarts;
   // Declared paths to the steps that create them (directories) or change
   // their content (files): later steps wait for them, units restart on them.
   std::map<std::string, size_t> directorySteps;
@@ -48,6 +53,8 @@ struct PlanContext {
   std::vector<size_t> unitFileSteps;
   std::vector<std::string> errors;
   Accounts accounts;
+  // Directories already searched for leftover temporary files.
+  std::set<std::string> scannedDirectories;
 
   std::string hostPath(const std::string& path) const { return root + path; }
 };

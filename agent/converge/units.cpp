@@ -161,7 +161,9 @@ void planUnits(const v1::NodeState& state, PlanContext& context) {
       triggers.push_back(it->second);
       why += (why.empty() ? "" : ", ") + path + " changed";
     }
-    if (triggers.empty()) continue;
+    const bool owed = context.owedRestarts.contains(unit.name());
+    if (triggers.empty() && !owed) continue;
+    if (owed && triggers.empty()) why = "owed by an interrupted run";
     const size_t change = context.plan.add(resource, "restart", why);
     context.plan.jobs.push_back(
         Job{change, concat(triggers, reload), systemd::JobKind::kRestart, unit.name()});

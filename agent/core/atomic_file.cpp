@@ -35,8 +35,8 @@ Status writeAll(int fd, std::string_view data, const std::string& path) {
 std::string temporaryName(const std::string& path) {
   static thread_local std::mt19937_64 random{std::random_device{}()};
   auto slash = path.rfind('/');
-  return path.substr(0, slash + 1) + ".nodewarden-" + std::to_string(random() % 1'000'000'000) +
-         "." + path.substr(slash + 1);
+  return path.substr(0, slash + 1) + std::string(kTemporaryFilePrefix) +
+         std::to_string(random() % 1'000'000'000) + "." + path.substr(slash + 1);
 }
 
 // An unnamed file in `directory` when the filesystem can make one; otherwise

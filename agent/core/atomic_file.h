@@ -16,6 +16,11 @@ struct FileAttributes {
   std::optional<gid_t> gid;
 };
 
+// Names of the temporary files writeFileAtomic() makes start with this. One
+// can be left behind only by a crash between naming the new file and renaming
+// it over the old one; whoever manages the directory removes it.
+inline constexpr std::string_view kTemporaryFilePrefix = ".nodewarden-";
+
 // Replaces `path` with `data` so that a reader, or a crash at any moment, sees
 // either the old file or the new one, never a partial one: the data goes to an
 // unnamed file in the same directory, is fsynced with its attributes set, takes

@@ -1,0 +1,50 @@
+#include "agent/converge/restart_ledger.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <sstream>
+
+#include "agent/core/atomic_file.h"
+
+namespace nodewarden::converge {
+
+namespace {
+
+constexpr size_t kMaxLedgerBytes = 1 << 20;
+
+}  // namespace
+
+std::set<std::string> RestartLedger::owed() const {
+  std::set<std::string> units;
+  if (path_.empty()) return units;
+  auto text = core::readFile(path_, kMaxLedgerBytes);
+  if (!text) return units;
+  std::istringstream lines(*text);
+  for (std::string line; std::getline(lines, line);) {
+    if (!line.empty()) units.insert(line);
+  }
+  return units;
+}
+
+core::Status RestartLedger::record(const std::set<std::string>& units) {
+  if (path_.empty()) return core::Status::ok();
+  std::string text;
+  for (const auto& unit : units) text += unit + "\n";
+  if (core::Status s = core::writeFileAtomic(path_, text, {.mode = 0600}); !s) {
+    return s.withContext("record owed restarts");
+  }
+  return core::Status::ok();
+}
+
+core::Status RestartLedger::settle() {
+  if (path_.empty()) return core::Status::ok();
+  if (::unlink(path_.c_str()) < 0) {
+    // Most runs owe nothing, and then there is nothing to remove.
+    if (errno == ENOENT) return core::Status::ok();
+    return core::Status::fromErrno(errno, "remove " + path_);
+  }
+  return core::syncParentDirectory(path_);
+}
+
+}  // namespace nodewarden::converge

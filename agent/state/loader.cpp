@@ -1,13 +1,13 @@
 #include "agent/state/loader.h"
 
-#include <yaml-cpp/yaml.h>
-
 #include <algorithm>
 #include <set>
 #include <tuple>
+#include <variant>
 
 #include "agent/core/atomic_file.h"
 #include "agent/state/validate.h"
+#include "agent/state/yaml_document.h"
 #include "agent/state/yaml_mapping.h"
 
 namespace nodewarden::state {
@@ -72,45 +72,50 @@ LoadResult failure(Diagnostic diagnostic) {
 
 namespace {
 
+// What the document is called in the messages about it as a whole: a state
+// file, or the agent's configuration through loadMessage().
+struct DocumentWording {
+  std::string sizeLimit;    // "a state is limited to"
+  std::string oneDocument;  // "a state file holds one NodeState"
+  std::string whenEmpty;    // what the document should start with
+};
+
 // A parsed document ready for mapping, or the one diagnostic that stops it.
 struct Document {
-  YAML::Node root;
+  std::optional<YamlDocument> yaml;
+  const YamlNode* root = nullptr;  // the first document's, in `yaml`
   std::vector<Diagnostic> errors;  // problems of the document as a whole
   std::optional<Diagnostic> fatal;
 };
 
-Document parse(std::string_view yaml, const std::string& name, std::string_view expecting) {
+Document parse(std::string_view text, const std::string& name, const DocumentWording& wording) {
   Document document;
-  if (yaml.size() > kMaxDocumentBytes) {
+  if (text.size() > kMaxDocumentBytes) {
     document.fatal = Diagnostic{.file = name,
-                                .message = "the document is " + std::to_string(yaml.size()) +
-                                           " bytes; the limit is 16 MiB (" +
+                                .message = "the document is " + std::to_string(text.size()) +
+                                           " bytes; " + wording.sizeLimit + " 16 MiB (" +
                                            std::to_string(kMaxDocumentBytes) + " bytes)"};
     return document;
   }
-  std::vector<YAML::Node> documents;
-  try {
-    documents = YAML::LoadAll(std::string(yaml));
-  } catch (const YAML::ParserException& e) {
-    const Position at = positionOf(e.mark);
+  auto parsed = YamlDocument::parse(text, name);
+  if (auto* error = std::get_if<Diagnostic>(&parsed)) {
+    document.fatal = std::move(*error);
+    return document;
+  }
+  const YamlDocument& yaml = document.yaml.emplace(std::move(std::get<YamlDocument>(parsed)));
+  const auto roots = yaml.documents();
+  if (roots.empty() || roots.front()->isNull()) {
     document.fatal =
-        Diagnostic{.file = name, .line = at.line, .column = at.column, .message = e.msg};
-    return document;
-  } catch (const std::exception& e) {
-    document.fatal = Diagnostic{.file = name, .message = std::string("cannot parse YAML: ") + e.what()};
+        Diagnostic{.file = name, .message = "the document is empty; " + wording.whenEmpty};
     return document;
   }
-  if (documents.empty() || documents.front().IsNull()) {
-    document.fatal = Diagnostic{.file = name, .message = "the document is empty; " + std::string(expecting)};
-    return document;
-  }
-  document.root = documents.front();
-  if (documents.size() > 1) {
-    const Position at = positionOf(documents[1].Mark());
+  document.root = roots.front();
+  if (roots.size() > 1) {
+    const Position at = roots[1]->position();
     document.errors.push_back({.file = name,
                                .line = at.line,
                                .column = at.column,
-                               .message = "a second document; the file holds one"});
+                               .message = "a second document; " + wording.oneDocument});
   }
   return document;
 }
@@ -118,14 +123,17 @@ Document parse(std::string_view yaml, const std::string& name, std::string_view 
 }  // namespace
 
 LoadResult loadString(std::string_view yaml, const std::string& name) {
-  Document document = parse(yaml, name,
-                            "a state starts with apiVersion: " + std::string(kApiVersion) +
-                                " and kind: " + std::string(kKind));
+  const DocumentWording wording{
+      .sizeLimit = "a state is limited to",
+      .oneDocument = "a state file holds one " + std::string(kKind),
+      .whenEmpty = "a state starts with apiVersion: " + std::string(kApiVersion) +
+                   " and kind: " + std::string(kKind)};
+  Document document = parse(yaml, name, wording);
   if (document.fatal) return failure(std::move(*document.fatal));
 
-  const YAML::Node& root = document.root;
+  const YamlNode& root = *document.root;
   SourceMap sources(name);
-  sources.add("", positionOf(root.Mark()));
+  sources.add("", root.position());
   v1::NodeState state;
   MappingOutcome mapping = mapYaml(root, state, limitsFor(yaml.size()), sources);
   std::vector<Diagnostic> errors = std::move(mapping.errors);
@@ -134,7 +142,7 @@ LoadResult loadString(std::string_view yaml, const std::string& name) {
   for (const auto& error : errors) {
     if (!error.path.empty()) failed.insert(error.path);
   }
-  if (mapping.complete && root.IsMap()) {
+  if (mapping.complete && root.isMapping()) {
     checkHeader(state, sources, failed, errors);
     for (auto& problem : validate(state, sources)) {
       if (!isUnder(problem.path, failed)) errors.push_back(std::move(problem));
@@ -153,11 +161,14 @@ LoadResult loadString(std::string_view yaml, const std::string& name) {
 
 std::vector<Diagnostic> loadMessage(std::string_view yaml, const std::string& name,
                                     google::protobuf::Message& message) {
-  Document document = parse(yaml, name, "expected a mapping of settings");
+  const DocumentWording wording{.sizeLimit = "the limit is",
+                                .oneDocument = "the file holds one",
+                                .whenEmpty = "expected a mapping of settings"};
+  Document document = parse(yaml, name, wording);
   if (document.fatal) return {std::move(*document.fatal)};
   SourceMap sources(name);
-  sources.add("", positionOf(document.root.Mark()));
-  MappingOutcome mapping = mapYaml(document.root, message, limitsFor(yaml.size()), sources);
+  sources.add("", document.root->position());
+  MappingOutcome mapping = mapYaml(*document.root, message, limitsFor(yaml.size()), sources);
   std::vector<Diagnostic> errors = std::move(mapping.errors);
   errors.insert(errors.end(), document.errors.begin(), document.errors.end());
   sortAndBound(errors);

@@ -2,7 +2,6 @@
 
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/message.h>
-#include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <cassert>
@@ -16,6 +15,7 @@
 #include <utility>
 #include <variant>
 
+#include "agent/state/yaml_document.h"
 #include "nodewarden/v1/options.pb.h"
 
 namespace nodewarden::state {
@@ -34,33 +34,33 @@ struct EnumNumber {
 };
 using Value = std::variant<std::string, bool, int64_t, uint64_t, double, EnumNumber>;
 
-// yaml-cpp marks an empty value (`mode:` and nothing) at the next token, often
-// on the next line, so errors about a null value point at its key instead.
-Position valuePosition(const YAML::Node& key, const YAML::Node& value) {
-  return value.IsNull() ? positionOf(key.Mark()) : positionOf(value.Mark());
+// An empty value (`mode:` and nothing) has no text to point at, so errors
+// about a null value point at its key instead.
+Position valuePosition(const YamlNode& key, const YamlNode& value) {
+  return value.isNull() ? key.position() : value.position();
 }
 
 // Plain scalars are the ones YAML resolves to booleans and numbers; a quoted
-// "true" is a string.
-bool isPlain(const YAML::Node& node) { return node.Tag() == "?"; }
+// "true" is a string, and so is a tagged one (`!!str true`).
+bool isPlain(const YamlNode& node) {
+  return node.style() == YamlNode::Style::kPlain && node.tag().empty();
+}
 
 std::string quoted(std::string_view text) {
   if (text.size() <= kShownScalarBytes) return "\"" + std::string(text) + "\"";
   return "\"" + std::string(text.substr(0, kShownScalarBytes)) + "...\"";
 }
 
-std::string describeNode(const YAML::Node& node) {
-  switch (node.Type()) {
-    case YAML::NodeType::Null:
+std::string describeNode(const YamlNode& node) {
+  switch (node.kind()) {
+    case YamlNode::Kind::kNull:
       return "null";
-    case YAML::NodeType::Scalar:
-      return quoted(node.Scalar());
-    case YAML::NodeType::Sequence:
+    case YamlNode::Kind::kScalar:
+      return quoted(node.text());
+    case YamlNode::Kind::kSequence:
       return "a sequence";
-    case YAML::NodeType::Map:
+    case YamlNode::Kind::kMapping:
       return "a mapping";
-    case YAML::NodeType::Undefined:
-      break;
   }
   return "nothing";
 }
@@ -320,16 +320,16 @@ void store(pb::Message& message, const pb::FieldDescriptor* field, Value value) 
 }
 
 // Converts a scalar for `field`, or says why it does not fit.
-std::optional<Value> convert(const YAML::Node& node, const pb::FieldDescriptor* field,
+std::optional<Value> convert(const YamlNode& node, const pb::FieldDescriptor* field,
                              std::string& problem) {
-  if (!node.IsScalar()) {
+  if (!node.isScalar()) {
     problem = "expected " + expectedKind(field) + ", got " + describeNode(node);
-    if (node.IsNull() && field->cpp_type() == Cpp::CPPTYPE_STRING) {
+    if (node.isNull() && field->cpp_type() == Cpp::CPPTYPE_STRING) {
       problem += "; write \"\" for an empty string";
     }
     return std::nullopt;
   }
-  const std::string& text = node.Scalar();
+  const std::string& text = node.text();
   switch (field->cpp_type()) {
     case Cpp::CPPTYPE_STRING:
       return text;
@@ -397,30 +397,30 @@ class Mapper final {
  public:
   Mapper(const MappingLimits& limits, SourceMap& sources) : limits_(limits), sources_(sources) {}
 
-  void mapMessage(const YAML::Node& node, pb::Message& message, const std::string& path) {
+  void mapMessage(const YamlNode& node, pb::Message& message, const std::string& path) {
     if (!charge(node, 0)) return;
     // A mapping left empty (`metadata:` with nothing after it) sets nothing.
-    if (node.IsNull()) return;
-    if (!node.IsMap()) {
-      error(positionOf(node.Mark()), path, "expected a mapping, got " + describeNode(node));
+    if (node.isNull()) return;
+    if (!node.isMapping()) {
+      error(node.position(), path, "expected a mapping, got " + describeNode(node));
       return;
     }
     const pb::Descriptor* type = message.GetDescriptor();
     std::map<std::string, Position, std::less<>> seen;
     std::map<const pb::OneofDescriptor*, const pb::FieldDescriptor*> oneofs;
-    for (const auto& entry : node) {
-      const YAML::Node& key = entry.first;
-      const YAML::Node& value = entry.second;
+    for (const auto [keyNode, valueNode] : node.entries()) {
+      const YamlNode& key = *keyNode;
+      const YamlNode& value = *valueNode;
       if (!charge(key, 0)) return;
-      const Position keyPosition = positionOf(key.Mark());
-      if (!key.IsScalar()) {
+      const Position keyPosition = key.position();
+      if (!key.isScalar()) {
         error(keyPosition, path, "expected a field name, got " + describeNode(key));
         continue;
       }
-      const std::string& name = key.Scalar();
+      const std::string& name = key.text();
       const std::string fieldPath = path.empty() ? name : path + "." + name;
       if (auto [first, inserted] = seen.try_emplace(name, keyPosition); !inserted) {
-        // yaml-cpp keeps both entries; the first one wins and this one is an error.
+        // The document keeps both entries; the first one wins and this one is an error.
         error(keyPosition, fieldPath, "duplicate field; first set at " + where(first->second));
         continue;
       }
@@ -445,7 +445,7 @@ class Mapper final {
   bool exhausted() const { return exhausted_; }
 
  private:
-  void mapField(const YAML::Node& key, const YAML::Node& value, pb::Message& message,
+  void mapField(const YamlNode& key, const YamlNode& value, pb::Message& message,
                 const pb::FieldDescriptor* field, const std::string& path) {
     const Position position = valuePosition(key, value);
     sources_.add(path, position);
@@ -455,25 +455,26 @@ class Mapper final {
       mapSequence(value, position, message, field, path);
     } else if (field->cpp_type() == Cpp::CPPTYPE_MESSAGE) {
       // `metadata:` with nothing after it leaves the message unset, not empty.
-      if (value.IsNull()) return;
+      if (value.isNull()) return;
       mapMessage(value, *message.GetReflection()->MutableMessage(&message, field), path);
     } else {
       mapScalar(value, position, message, field, path);
     }
   }
 
-  void mapSequence(const YAML::Node& node, Position position, pb::Message& message,
+  void mapSequence(const YamlNode& node, Position position, pb::Message& message,
                    const pb::FieldDescriptor* field, const std::string& path) {
-    if (node.IsNull()) return;
-    if (!node.IsSequence()) {
+    if (node.isNull()) return;
+    if (!node.isSequence()) {
       error(position, path, "expected a sequence, got " + describeNode(node));
       return;
     }
     size_t index = 0;
-    for (const auto& element : node) {
+    for (const YamlNode* item : node.items()) {
       if (exhausted_) return;
+      const YamlNode& element = *item;
       const std::string elementPath = path + "[" + std::to_string(index++) + "]";
-      const Position elementPosition = element.IsNull() ? position : positionOf(element.Mark());
+      const Position elementPosition = element.isNull() ? position : element.position();
       sources_.add(elementPath, elementPosition);
       if (field->cpp_type() == Cpp::CPPTYPE_MESSAGE) {
         mapMessage(element, *message.GetReflection()->AddMessage(&message, field), elementPath);
@@ -485,10 +486,10 @@ class Mapper final {
 
   // map<K, V> fields are repeated entry messages to reflection; the YAML form is
   // a mapping of scalars (labels: {role: worker}).
-  void mapStringMap(const YAML::Node& node, Position position, pb::Message& message,
+  void mapStringMap(const YamlNode& node, Position position, pb::Message& message,
                     const pb::FieldDescriptor* field, const std::string& path) {
-    if (node.IsNull()) return;
-    if (!node.IsMap()) {
+    if (node.isNull()) return;
+    if (!node.isMapping()) {
       error(position, path, "expected a mapping, got " + describeNode(node));
       return;
     }
@@ -496,19 +497,19 @@ class Mapper final {
     const pb::FieldDescriptor* keyField = entryType->map_key();
     const pb::FieldDescriptor* valueField = entryType->map_value();
     std::map<std::string, Position, std::less<>> seen;
-    for (const auto& entry : node) {
-      const YAML::Node& key = entry.first;
-      const YAML::Node& value = entry.second;
+    for (const auto [keyNode, valueNode] : node.entries()) {
+      const YamlNode& key = *keyNode;
+      const YamlNode& value = *valueNode;
       if (!charge(key, 0)) return;
-      const Position keyPosition = positionOf(key.Mark());
+      const Position keyPosition = key.position();
       std::string problem;
       auto keyValue = convert(key, keyField, problem);
       if (!keyValue) {
         error(keyPosition, path, "key: " + problem);
         continue;
       }
-      const std::string entryPath = path + "[\"" + key.Scalar() + "\"]";
-      if (auto [first, inserted] = seen.try_emplace(key.Scalar(), keyPosition); !inserted) {
+      const std::string entryPath = path + "[\"" + key.text() + "\"]";
+      if (auto [first, inserted] = seen.try_emplace(key.text(), keyPosition); !inserted) {
         error(keyPosition, entryPath, "duplicate key; first set at " + where(first->second));
         continue;
       }
@@ -523,19 +524,19 @@ class Mapper final {
         error(valueAt, entryPath, problem);
         continue;
       }
-      if (!charge(value, key.Scalar().size() + value.Scalar().size())) return;
+      if (!charge(value, key.text().size() + value.text().size())) return;
       pb::Message* mapEntry = message.GetReflection()->AddMessage(&message, field);
       store(*mapEntry, keyField, std::move(*keyValue));
       store(*mapEntry, valueField, std::move(*converted));
     }
   }
 
-  void mapScalar(const YAML::Node& node, Position position, pb::Message& message,
+  void mapScalar(const YamlNode& node, Position position, pb::Message& message,
                  const pb::FieldDescriptor* field, const std::string& path) {
     std::string problem;
     std::optional<Value> value = convert(node, field, problem);
     const bool copies = value && field->cpp_type() == Cpp::CPPTYPE_STRING;
-    if (!charge(node, copies ? node.Scalar().size() : 0)) return;
+    if (!charge(node, copies ? node.text().size() : 0)) return;
     if (value) {
       store(message, field, std::move(*value));
       return;
@@ -547,13 +548,13 @@ class Mapper final {
 
   // Counts a visited node and copied bytes against the limits; false (after
   // one error) once they are exceeded, and mapping stops.
-  bool charge(const YAML::Node& node, size_t bytes) {
+  bool charge(const YamlNode& node, size_t bytes) {
     if (exhausted_) return false;
     nodes_ += 1;
     bytes_ += bytes;
     if (nodes_ <= limits_.maxNodes && bytes_ <= limits_.maxBytes) return true;
     exhausted_ = true;
-    error(positionOf(node.Mark()), "",
+    error(node.position(), "",
           "the document expands (through aliases) beyond the size limit of a state");
     return false;
   }
@@ -581,24 +582,10 @@ class Mapper final {
 
 }  // namespace
 
-Position positionOf(const YAML::Mark& mark) {
-  if (mark.is_null()) return {};
-  return {mark.line + 1, mark.column + 1};
-}
-
-MappingOutcome mapYaml(const YAML::Node& node, pb::Message& message, const MappingLimits& limits,
+MappingOutcome mapYaml(const YamlNode& node, pb::Message& message, const MappingLimits& limits,
                        SourceMap& sources) {
   Mapper mapper(limits, sources);
-  try {
-    mapper.mapMessage(node, message, "");
-  } catch (const std::exception& e) {
-    // yaml-cpp throws on misuse only, which the checks above avoid; if it
-    // happens anyway the state is rejected rather than the agent stopped.
-    MappingOutcome outcome{.errors = mapper.takeErrors(), .complete = false};
-    outcome.errors.push_back(
-        Diagnostic{.file = sources.file(), .message = std::string("internal error: ") + e.what()});
-    return outcome;
-  }
+  mapper.mapMessage(node, message, "");
   return MappingOutcome{.errors = mapper.takeErrors(), .complete = !mapper.exhausted()};
 }
 

@@ -5,15 +5,13 @@
 
 #include "agent/state/diagnostic.h"
 
-namespace YAML {
-class Node;
-struct Mark;
-}  // namespace YAML
 namespace google::protobuf {
 class Message;
 }
 
 namespace nodewarden::state {
+
+class YamlNode;
 
 // Internal to agent/state: the loader's YAML → proto step.
 
@@ -26,21 +24,18 @@ struct MappingLimits {
 
 struct MappingOutcome {
   std::vector<Diagnostic> errors;
-  // False when mapping stopped part-way (limits, internal error): what is in
-  // the message then says nothing about the document.
+  // False when mapping stopped part-way (at the limits): what is in the
+  // message then says nothing about the document.
   bool complete = true;
 };
 
 // Fills `message` from the YAML mapping `node` by protobuf reflection: keys are
 // the fields' JSON names, scalars convert to the field's type, sequences to
 // repeated fields, mappings to messages and string maps. Records where each
-// field was written in `sources` and collects every problem found; never throws.
+// field was written in `sources` and collects every problem found.
 // A field that fails keeps its default, and a repeated field gets a default
 // element in its place, so that indices still match the document.
-MappingOutcome mapYaml(const YAML::Node& node, google::protobuf::Message& message,
+MappingOutcome mapYaml(const YamlNode& node, google::protobuf::Message& message,
                        const MappingLimits& limits, SourceMap& sources);
-
-// yaml-cpp counts lines and columns from 0; people and editors from 1.
-Position positionOf(const YAML::Mark& mark);
 
 }  // namespace nodewarden::state

@@ -18,7 +18,7 @@ PACKAGES = (
     "systemd", "systemd-sysv", "dbus", "procps", "iproute2", "ca-certificates",
     # nodewarden-agent's runtime libraries, so a binary built on the host runs inside
     "libsystemd0", "libcurl4", "libssl3", "libprotobuf32", "libgrpc++1.51", "libgrpc29",
-    "libspdlog1.10", "libfmt9", "libyaml-cpp0.7",
+    "libspdlog1.10", "libfmt9", "libyaml-0-2",
 )
 # Units that fail or stall in a container and have nothing to do with what is tested.
 MASKED_UNITS = (

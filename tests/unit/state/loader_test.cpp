@@ -192,12 +192,14 @@ TEST(LoaderTest, SyntaxErrorCarriesItsPosition) {
   EXPECT_EQ(error.line, 5);
   EXPECT_EQ(error.column, 1);
   EXPECT_EQ(error.path, "");
-  EXPECT_EQ(error.toString(), "node.yaml:5:1: end of sequence flow not found");
+  EXPECT_EQ(error.toString(),
+            "node.yaml:5:1: did not find expected ',' or ']' (while parsing a flow sequence at "
+            "node.yaml:3:8)");
 }
 
 TEST(LoaderTest, SyntaxErrorInsideAMapping) {
   EXPECT_THAT(errorsOf("metadata:\n  name: a: b\n"),
-              ElementsAre("node.yaml:4:10: illegal map value"));
+              ElementsAre("node.yaml:4:10: mapping values are not allowed in this context"));
 }
 
 TEST(LoaderTest, UnknownFieldSuggestsTheNearestName) {

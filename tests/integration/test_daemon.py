@@ -206,3 +206,18 @@ def test_journal_entries_point_at_the_code_that_logged_them(agent_node):
     sources = {(e.get("CODE_FILE"), e.get("CODE_LINE"), e.get("CODE_FUNC")) for e in entries}
     wrong = {s for s in sources if s[0] and s[0].endswith("agent/core/log.cpp")}
     assert not wrong, f"entries claim to come from the logging sink: {sorted(wrong)}"
+
+
+# --- the unit file ---------------------------------------------------------------------
+
+def test_the_unit_file_verifies_clean(agent_node):
+    """systemd-analyze verify finds nothing to say about the unit the package ships."""
+    result = agent_node.run(["systemd-analyze", "verify", f"/etc/systemd/system/{AGENT_UNIT}"],
+                            check=False)
+    assert result.returncode == 0 and not (result.stdout + result.stderr).strip(), \
+        result.stdout + result.stderr
+    start_agent(agent_node, good_state(), driftCheckInterval=NEVER)
+    properties = unit_properties(agent_node, AGENT_UNIT, ("Type", "WatchdogUSec", "Restart",
+                                 "StateDirectory", "ConfigurationDirectory"))
+    assert properties == {"Type": "notify", "WatchdogUSec": "2min", "Restart": "always",
+                          "StateDirectory": "nodewarden", "ConfigurationDirectory": "nodewarden"}

@@ -41,8 +41,10 @@ void planDirectories(const v1::NodeState& state, PlanContext& context) {
       action = "create";
       detail = "mode " + formatMode(mode.value_or(0755));
     } else if (!observed->isDirectory) {
-      action = "create";
-      detail = "a non-directory is in the way";
+      // Known to fail: refuse the state whole rather than fail half-way.
+      context.errors.push_back(resource + ": " + directory->path() +
+                               " exists and is not a directory");
+      continue;
     } else {
       detail = describeAttributeDrift(*observed, mode, *ownership);
       if (detail.empty()) continue;

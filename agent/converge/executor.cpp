@@ -36,6 +36,7 @@ struct Executor::Run {
   std::vector<bool> stepSucceeded;
   size_t jobsPending = 0;
   size_t jobsQueued = 0;
+  bool keepLedger = false;
 };
 
 Executor::Executor(systemd::SystemdManager& systemd, core::Clock& clock, RestartLedger* ledger)
@@ -65,6 +66,7 @@ void Executor::apply(Plan plan, Done done) {
         change.outcome = Change::Outcome::kSkipped;
         change.error = "skipped: " + s.message();
       }
+      run.keepLedger = true;  // what an earlier run owed is still owed
       return finish();
     }
   }
@@ -131,9 +133,17 @@ void Executor::finishJob(size_t job, core::Status status) {
 
 void Executor::finish() {
   std::unique_ptr<Run> run = std::move(running_);
-  // Every restart was done or failed; a failed one leaves its unit failed,
-  // which the next plan starts.
-  core::Status settled = ledger_ ? ledger_->settle() : core::Status::ok();
+  core::Status settled;
+  if (ledger_ && !run->keepLedger) {
+    std::set<std::string> stillOwed;
+    for (const Job& job : run->plan.jobs) {
+      if (job.kind == systemd::JobKind::kRestart &&
+          run->plan.changes[job.change].outcome != Change::Outcome::kApplied) {
+        stillOwed.insert(job.unit);
+      }
+    }
+    settled = ledger_->settle(stillOwed);
+  }
   Report report;
   report.changes = std::move(run->plan.changes);
   report.jobsQueued = run->jobsQueued;

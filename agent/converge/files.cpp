@@ -99,7 +99,18 @@ void planFile(const std::string& resource, const std::string& path,
     detail = "mode " + formatMode(mode.value_or(0644)) + ", " + std::to_string(content->size()) +
              " bytes";
   } else if (!observed->isRegularFile) {
-    if (!content) content.emplace();
+    // Known to fail, or to destroy what the path leads to: refuse the state
+    // whole rather than fail half-way through it.
+    if (observed->isDirectory) {
+      context.errors.push_back(resource + ": " + path + " is a directory");
+      return;
+    }
+    if (!content) {
+      context.errors.push_back(resource + ": " + path +
+                               " is not a regular file (a symbolic link?) and the state gives "
+                               "no content to replace it with");
+      return;
+    }
     action = "update";
     detail = "replace a non-regular file";
   } else {
@@ -125,16 +136,16 @@ void planFile(const std::string& resource, const std::string& path,
   }
   if (stepOut) *stepOut = step;
   context.contentSteps[path] = step;
-  // Unmanaged attributes keep what the file has now.
-  core::FileAttributes attributes{
-      .mode = mode.value_or(observed->exists ? observed->mode : 0644),
-      .uid = ownership.uid ? ownership.uid : std::optional<uid_t>(),
-      .gid = ownership.gid ? ownership.gid : std::optional<gid_t>(),
-  };
-  if (observed->exists && observed->isRegularFile) {
-    if (!attributes.uid) attributes.uid = observed->uid;
-    if (!attributes.gid) attributes.gid = observed->gid;
-  }
+  // Unmanaged attributes keep what a regular file has now (a link's 0777 is
+  // not the mode of anything).
+  const bool keep = observed->exists && observed->isRegularFile;
+  core::FileAttributes attributes{.mode = mode.value_or(keep ? observed->mode : 0644)};
+  attributes.uid = ownership.uid ? ownership.uid
+                   : keep        ? std::optional<uid_t>(observed->uid)
+                                 : std::nullopt;
+  attributes.gid = ownership.gid ? ownership.gid
+                   : keep        ? std::optional<gid_t>(observed->gid)
+                                 : std::nullopt;
   context.plan.steps.push_back(
       Step{change, std::move(after),
            [hostPath, content = std::move(*content), attributes]() -> core::Status {
@@ -156,13 +167,14 @@ void planAbsentFiles(const v1::NodeState& state, PlanContext& context) {
       continue;
     }
     if (!observed->exists) continue;
+    if (observed->isDirectory) {
+      context.errors.push_back("file " + file.path() + ": " + file.path() +
+                               " is a directory, not a file");
+      continue;
+    }
     const size_t change = context.plan.add("file " + file.path(), "delete", "");
     context.contentSteps[file.path()] = context.plan.steps.size();
-    context.plan.steps.push_back(Step{change, {}, [path, observed = *observed]() -> core::Status {
-                                        if (observed.isDirectory) {
-                                          return core::Status::failedPrecondition(
-                                              path + " is a directory, not a file");
-                                        }
+    context.plan.steps.push_back(Step{change, {}, [path]() -> core::Status {
                                         if (::unlink(path.c_str()) < 0 && errno != ENOENT) {
                                           return core::Status::fromErrno(errno, "delete " + path);
                                         }

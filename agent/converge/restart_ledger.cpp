@@ -37,8 +37,9 @@ core::Status RestartLedger::record(const std::set<std::string>& units) {
   return core::Status::ok();
 }
 
-core::Status RestartLedger::settle() {
+core::Status RestartLedger::settle(const std::set<std::string>& stillOwed) {
   if (path_.empty()) return core::Status::ok();
+  if (!stillOwed.empty()) return record(stillOwed);
   if (::unlink(path_.c_str()) < 0) {
     // Most runs owe nothing, and then there is nothing to remove.
     if (errno == ENOENT) return core::Status::ok();

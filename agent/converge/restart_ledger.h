@@ -20,8 +20,9 @@ class RestartLedger final {
   std::set<std::string> owed() const;
   // Replaces the ledger with `units`, durably, before the run changes anything.
   core::Status record(const std::set<std::string>& units);
-  // The run's jobs are done: nothing is owed any more.
-  core::Status settle();
+  // The run's jobs are done: only the restarts that did not happen (skipped,
+  // or failed) are still owed.
+  core::Status settle(const std::set<std::string>& stillOwed);
 
  private:
   const std::string path_;

@@ -1,6 +1,8 @@
 // What applying a plan does when part of it fails: the failure is reported,
 // what depends on it is skipped with the reason, everything else still runs.
 
+#include <unistd.h>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -87,30 +89,32 @@ TEST_F(ConvergeTest, DirectoryThatCannotBeMadeSkipsWhatDependsOnIt) {
   fake_.setUnit("data.service", runningVendorUnit());
   fake_.setUnit("other.service", runningVendorUnit());
 
+  // Its parent is a regular file: nothing at the path itself says so, the
+  // mkdir fails.
   Report report = converge(R"(
 directories:
-  - path: /srv/data
+  - path: /srv/data/sub
 files:
-  - path: /srv/data/data.conf
+  - path: /srv/data/sub/data.conf
     content: "a\n"
   - path: /etc/other.conf
     content: "b\n"
 units:
   - name: data.service
-    restartOn: [/srv/data/data.conf]
+    restartOn: [/srv/data/sub/data.conf]
   - name: other.service
     restartOn: [/etc/other.conf]
 )");
 
-  const Change& directory = findChange(report.changes, "create", "directory /srv/data");
+  const Change& directory = findChange(report.changes, "create", "directory /srv/data/sub");
   EXPECT_EQ(directory.outcome, Change::Outcome::kFailed);
   EXPECT_THAT(directory.error, HasSubstr("/srv/data exists and is not a directory"));
-  const Change& file = findChange(report.changes, "create", "file /srv/data/data.conf");
+  const Change& file = findChange(report.changes, "create", "file /srv/data/sub/data.conf");
   EXPECT_EQ(file.outcome, Change::Outcome::kSkipped);
-  EXPECT_EQ(file.error, "skipped: directory /srv/data was not changed");
+  EXPECT_EQ(file.error, "skipped: directory /srv/data/sub was not changed");
   const Change& restart = findChange(report.changes, "restart", "unit data.service");
   EXPECT_EQ(restart.outcome, Change::Outcome::kSkipped);
-  EXPECT_EQ(restart.error, "skipped: file /srv/data/data.conf was not changed");
+  EXPECT_EQ(restart.error, "skipped: file /srv/data/sub/data.conf was not changed");
 
   // Independent of the failure: applied.
   EXPECT_EQ(findChange(report.changes, "create", "file /etc/other.conf").outcome,
@@ -120,6 +124,58 @@ units:
 
   EXPECT_EQ(read("/srv/data"), "a regular file where the directory should be\n");
   EXPECT_EQ(report.exitCode(), 6);
+}
+
+TEST_F(ConvergeTest, DirectoryWhereAFileIsRefusesTheStateWhole) {
+  write("/srv/data", "a regular file where the directory should be\n");
+  const auto before = snapshot();
+
+  core::Result<Plan> planned = planner_.plan(load(R"(
+directories:
+  - path: /srv/data
+files:
+  - path: /etc/other.conf
+    content: "b\n"
+)"));
+
+  ASSERT_FALSE(planned.isOk());
+  EXPECT_THAT(planned.status().message(),
+              HasSubstr("directory /srv/data: /srv/data exists and is not a directory"));
+  EXPECT_EQ(snapshot(), before);
+}
+
+TEST_F(ConvergeTest, ContentlessFileWhereALinkIsRefusesTheStateWhole) {
+  makeDirectory("/etc");
+  write("/etc/resolv.target", "nameserver 10.0.0.1\n");
+  ASSERT_EQ(::symlink("resolv.target", hostPath("/etc/resolv.conf").c_str()), 0);
+
+  core::Result<Plan> planned = planner_.plan(load(R"(
+files:
+  - path: /etc/resolv.conf
+    mode: "0644"
+)"));
+
+  ASSERT_FALSE(planned.isOk());
+  EXPECT_THAT(planned.status().message(), HasSubstr("/etc/resolv.conf is not a regular file"));
+  EXPECT_EQ(read("/etc/resolv.target"), "nameserver 10.0.0.1\n");
+}
+
+TEST_F(ConvergeTest, LinkReplacedByAFileGetsTheDefaultModeNotTheLinks) {
+  makeDirectory("/etc");
+  write("/etc/resolv.target", "nameserver 10.0.0.1\n");
+  ASSERT_EQ(::symlink("resolv.target", hostPath("/etc/resolv.conf").c_str()), 0);
+
+  Report report = converge(R"(
+files:
+  - path: /etc/resolv.conf
+    content: "nameserver 10.0.0.2\n"
+)");
+
+  EXPECT_EQ(report.exitCode(), 2);
+  EXPECT_TRUE(S_ISREG(statOf("/etc/resolv.conf").st_mode));
+  EXPECT_EQ(modeOf("/etc/resolv.conf"), 0644u);
+  EXPECT_EQ(read("/etc/resolv.conf"), "nameserver 10.0.0.2\n");
+  EXPECT_EQ(read("/etc/resolv.target"), "nameserver 10.0.0.1\n");
 }
 
 TEST_F(ConvergeTest, FileThatCannotBeWrittenKeepsItsUnitFromStarting) {

@@ -88,6 +88,17 @@ TEST_F(InterruptionTest, RestartOwedByAKilledRunIsDoneEvenThoughTheFilesMatch) {
   EXPECT_TRUE(next->empty());
 }
 
+TEST_F(InterruptionTest, RestartThatFailedStaysOwed) {
+  fake_.failJobsFor("app.service");
+  auto plan = planner_.plan(load(kState));
+  ASSERT_TRUE(plan.isOk());
+
+  Report report = applyWithLedger(std::move(*plan));
+
+  EXPECT_EQ(report.exitCode(), 6);
+  EXPECT_THAT(ledger_.owed(), ElementsAre("app.service"));
+}
+
 TEST_F(InterruptionTest, OwedRestartOfAUnitNoLongerRunningIsDropped) {
   write("/etc/app/app.conf", "listen = 8080\n");
   ASSERT_TRUE(ledger_.record({"app.service"}).isOk());

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -161,13 +162,51 @@ std::string sizeProblem(size_t bytes) {
          " bytes); this is " + std::to_string(bytes) + " bytes";
 }
 
-// One file or directory, for the checks that look across resources.
+// Where systemd reads the unit files and drop-ins that units[] write (see
+// agent/converge/units.cpp).
+constexpr std::string_view kUnitDirectory = "/etc/systemd/system";
+
+// One path that the state writes or removes, for the checks that look across
+// resources: a file or directory, or the unit file or a drop-in of a unit.
 struct Declared {
-  std::string_view path;
-  std::string fieldPath;  // "files[3].path"
-  bool isFile = false;
+  enum class Kind { kDirectory, kFile, kUnitFile, kDropIn };
+
+  std::string path;
+  std::string fieldPath;  // "files[3].path", "units[0].content"
+  Kind kind = Kind::kFile;
+  std::string unit;  // the unit whose unit file or drop-in this is
   bool absent = false;
   Position position;
+
+  bool isDirectory() const { return kind == Kind::kDirectory; }
+  bool isUnitDefinition() const { return kind == Kind::kUnitFile || kind == Kind::kDropIn; }
+
+  // The path as the subject of a message: "the drop-in /etc/…/10-x.conf".
+  std::string subject() const {
+    switch (kind) {
+      case Kind::kUnitFile:
+        return "the unit file " + path;
+      case Kind::kDropIn:
+        return "the drop-in " + path;
+      default:
+        return path;
+    }
+  }
+
+  // What it is declared as: "a file", "the unit file of app.service".
+  std::string what() const {
+    switch (kind) {
+      case Kind::kDirectory:
+        return "a directory";
+      case Kind::kFile:
+        return "a file";
+      case Kind::kUnitFile:
+        return "the unit file of " + unit;
+      case Kind::kDropIn:
+        return "a drop-in of " + unit;
+    }
+    return "a file";
+  }
 };
 
 class Validator final {
@@ -180,25 +219,31 @@ class Validator final {
       const auto& directory = state.directories(i);
       const std::string at = "directories[" + std::to_string(i) + "]";
       checkAttributes(at, directory.path(), directory.has_mode(), directory.mode(),
-                      directory.owner(), directory.group(), directory.ensure(), declared, false);
+                      directory.owner(), directory.group(), directory.ensure(), declared,
+                      Declared::Kind::kDirectory);
     }
+    std::unordered_set<std::string_view> files;
     for (int i = 0; i < state.files_size(); ++i) {
       const auto& file = state.files(i);
       const std::string at = "files[" + std::to_string(i) + "]";
       checkAttributes(at, file.path(), file.has_mode(), file.mode(), file.owner(), file.group(),
-                      file.ensure(), declared, true);
+                      file.ensure(), declared, Declared::Kind::kFile);
       checkFileSource(at, file);
+      files.insert(file.path());
     }
-    checkAcrossPaths(declared);
 
-    std::unordered_set<std::string_view> files;
-    for (const auto& d : declared) {
-      if (d.isFile) files.insert(d.path);
-    }
+    const size_t unitErrors = errors_.size();
     std::unordered_map<std::string_view, std::string> units;
     for (int i = 0; i < state.units_size(); ++i) {
-      checkUnit("units[" + std::to_string(i) + "]", state.units(i), files, units);
+      checkUnit("units[" + std::to_string(i) + "]", state.units(i), files, units, declared);
     }
+    const size_t acrossErrors = errors_.size();
+    checkAcrossPaths(declared);
+    // checkUnit() runs first for the paths units declare, but its problems
+    // follow those between paths: a state without positions (from the server)
+    // keeps them in the order of its fields, files before units.
+    std::rotate(errors_.begin() + static_cast<std::ptrdiff_t>(unitErrors),
+                errors_.begin() + static_cast<std::ptrdiff_t>(acrossErrors), errors_.end());
     return std::move(errors_);
   }
 
@@ -207,19 +252,34 @@ class Validator final {
     errors_.push_back(sources_.diagnostic(std::move(path), std::move(message)));
   }
 
+  void declare(std::vector<Declared>& declared, std::string path, std::string fieldPath,
+               Declared::Kind kind, std::string unit, bool absent) {
+    Position position = sources_.find(fieldPath);
+    declared.push_back(Declared{.path = std::move(path),
+                                .fieldPath = std::move(fieldPath),
+                                .kind = kind,
+                                .unit = std::move(unit),
+                                .absent = absent,
+                                .position = position});
+  }
+
+  // "node.yaml:20:7 (units[0].content)": where a unit's definition is declared
+  // says little without the field, unlike a files[] or directories[] path.
+  std::string describe(const Declared& d) const {
+    std::string where = sources_.describe(d.fieldPath);
+    if (d.isUnitDefinition() && where != d.fieldPath) where += " (" + d.fieldPath + ")";
+    return where;
+  }
+
   void checkAttributes(const std::string& at, const std::string& path, bool hasMode, uint32_t mode,
                        const std::string& owner, const std::string& group, v1::Ensure ensure,
-                       std::vector<Declared>& declared, bool isFile) {
+                       std::vector<Declared>& declared, Declared::Kind kind) {
     if (path.empty()) {
       error(at + ".path", "required");
     } else if (auto problem = pathProblem(path)) {
       error(at + ".path", *problem);
     } else {
-      declared.push_back(Declared{.path = path,
-                                  .fieldPath = at + ".path",
-                                  .isFile = isFile,
-                                  .absent = ensure == v1::ENSURE_ABSENT,
-                                  .position = sources_.find(at + ".path")});
+      declare(declared, path, at + ".path", kind, {}, ensure == v1::ENSURE_ABSENT);
     }
     if (hasMode && mode > kMaxMode) error(at + ".mode", octal(mode) + " is greater than 07777");
     if (!owner.empty()) {
@@ -265,8 +325,10 @@ class Validator final {
     }
   }
 
-  // No path declared twice (as files, directories or one of each), and no
-  // path inside one that cannot hold it: a file, or a directory to remove.
+  // No path declared twice (as files, directories, unit files or drop-ins, in
+  // any pair), and no path inside one that cannot hold it: a file, or a
+  // directory to remove. Two declarations of one path would have the agent
+  // rewrite it on every run.
   void checkAcrossPaths(std::vector<Declared>& declared) {
     // In document order, so that "already declared" points at the earlier one
     // even when files come before directories.
@@ -282,11 +344,9 @@ class Validator final {
         unique.push_back(&d);
         continue;
       }
-      std::string kind;
-      if (first->second->isFile != d.isFile)
-        kind = first->second->isFile ? " as a file" : " as a directory";
-      error(d.fieldPath, std::string(d.path) + " is already declared" + kind + " at " +
-                             sources_.describe(first->second->fieldPath));
+      const Declared& earlier = *first->second;
+      const std::string kind = earlier.kind == d.kind ? "" : " as " + earlier.what();
+      error(d.fieldPath, d.subject() + " is already declared" + kind + " at " + describe(earlier));
     }
     for (const Declared* d : unique) {
       if (d->absent) continue;
@@ -295,14 +355,13 @@ class Validator final {
         auto it = byPath.find(parent);
         if (it == byPath.end()) continue;
         const Declared& outer = *it->second;
-        if (outer.isFile && !outer.absent) {
-          error(d->fieldPath, std::string(d->path) + " is inside " + std::string(parent) +
-                                  ", which is declared as a file at " +
-                                  sources_.describe(outer.fieldPath));
-        } else if (!outer.isFile && outer.absent) {
-          error(d->fieldPath, std::string(d->path) + " is inside " + std::string(parent) +
-                                  ", which is declared absent at " +
-                                  sources_.describe(outer.fieldPath));
+        if (!outer.isDirectory() && !outer.absent) {
+          error(d->fieldPath, d->subject() + " is inside " + std::string(parent) +
+                                  ", which is declared as " + outer.what() + " at " +
+                                  describe(outer));
+        } else if (outer.isDirectory() && outer.absent) {
+          error(d->fieldPath, d->subject() + " is inside " + std::string(parent) +
+                                  ", which is declared absent at " + describe(outer));
         }
       }
     }
@@ -314,9 +373,14 @@ class Validator final {
                                                          : path.substr(0, slash);
   }
 
+  // Checks one unit and declares the paths its definition is written to, for
+  // checkAcrossPaths(): only under a valid name not taken by an earlier unit,
+  // since the others have an error already.
   void checkUnit(const std::string& at, const v1::Unit& unit,
                  const std::unordered_set<std::string_view>& files,
-                 std::unordered_map<std::string_view, std::string>& units) {
+                 std::unordered_map<std::string_view, std::string>& units,
+                 std::vector<Declared>& declared) {
+    bool declares = false;
     if (unit.name().empty()) {
       error(at + ".name", "required");
     } else if (auto problem = unitNameProblem(unit.name())) {
@@ -324,10 +388,17 @@ class Validator final {
     } else if (auto [first, inserted] = units.try_emplace(unit.name(), at + ".name"); !inserted) {
       error(at + ".name",
             unit.name() + " is already declared at " + sources_.describe(first->second));
-    } else if (isTemplate(unit.name()) && unit.state() != v1::UNIT_STATE_UNSPECIFIED) {
-      error(at + ".state", unit.name() +
-                               " is a template; only its instances (name@instance) can be "
-                               "started or stopped");
+    } else {
+      declares = true;
+      if (isTemplate(unit.name()) && unit.state() != v1::UNIT_STATE_UNSPECIFIED) {
+        error(at + ".state", unit.name() +
+                                 " is a template; only its instances (name@instance) can be "
+                                 "started or stopped");
+      }
+    }
+    const std::string unitPath = std::string(kUnitDirectory) + "/" + unit.name();
+    if (declares && unit.has_content()) {
+      declare(declared, unitPath, at + ".content", Declared::Kind::kUnitFile, unit.name(), false);
     }
     if (unit.has_content() && unit.content().size() > kMaxContentBytes) {
       error(at + ".content", sizeProblem(unit.content().size()));
@@ -347,6 +418,9 @@ class Validator final {
                  !inserted) {
         error(dropInAt + ".name",
               dropIn.name() + " is already declared at " + sources_.describe(first->second));
+      } else if (declares) {
+        declare(declared, unitPath + ".d/" + dropIn.name(), dropInAt + ".name",
+                Declared::Kind::kDropIn, unit.name(), false);
       }
       if (dropIn.content().size() > kMaxContentBytes) {
         error(dropInAt + ".content", sizeProblem(dropIn.content().size()));

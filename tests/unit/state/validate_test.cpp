@@ -154,6 +154,122 @@ TEST(ValidateTest, NothingInsideAFileOrAnAbsentDirectory) {
                           "which is declared absent at node.yaml:4:11"));
 }
 
+// A unit's content and drop-ins are files under /etc/systemd/system: declared
+// again under files: or directories:, the two would overwrite each other on
+// every run.
+TEST(ValidateTest, UnitFilesAndDropInsAreDeclaredPaths) {
+  EXPECT_THAT(errorsOf("files:\n"
+                       "  - path: /etc/systemd/system/app.service\n"
+                       "  - path: /etc/systemd/system/app.service.d/10-x.conf\n"
+                       "units:\n"
+                       "  - name: app.service\n"
+                       "    content: \"[Service]\\n\"\n"
+                       "    dropIns:\n"
+                       "      - name: 10-x.conf\n"
+                       "        content: \"\"\n"),
+              ElementsAre("node.yaml:8:14: units[0].content: the unit file "
+                          "/etc/systemd/system/app.service is already declared as a file at "
+                          "node.yaml:4:11",
+                          "node.yaml:10:15: units[0].dropIns[0].name: the drop-in "
+                          "/etc/systemd/system/app.service.d/10-x.conf is already declared as a "
+                          "file at node.yaml:5:11"));
+}
+
+TEST(ValidateTest, FileAfterAUnitNamesTheUnitField) {
+  EXPECT_THAT(errorsOf("units:\n"
+                       "  - name: app.service\n"
+                       "    content: x\n"
+                       "    dropIns:\n"
+                       "      - {name: 10-x.conf}\n"
+                       "files:\n"
+                       "  - path: /etc/systemd/system/app.service\n"
+                       "    ensure: absent\n"
+                       "directories:\n"
+                       "  - path: /etc/systemd/system/app.service.d/10-x.conf\n"),
+              ElementsAre("node.yaml:9:11: files[0].path: /etc/systemd/system/app.service is "
+                          "already declared as the unit file of app.service at node.yaml:5:14 "
+                          "(units[0].content)",
+                          "node.yaml:12:11: directories[0].path: "
+                          "/etc/systemd/system/app.service.d/10-x.conf is already declared as a "
+                          "drop-in of app.service at node.yaml:7:16 (units[0].dropIns[0].name)"));
+}
+
+TEST(ValidateTest, NothingInsideAUnitFileNorDropInsInAFile) {
+  EXPECT_THAT(errorsOf("units:\n"
+                       "  - name: app.service\n"
+                       "    content: x\n"
+                       "  - name: b.service\n"
+                       "    dropIns:\n"
+                       "      - {name: 10-x.conf}\n"
+                       "files:\n"
+                       "  - path: /etc/systemd/system/app.service/x\n"
+                       "  - path: /etc/systemd/system/b.service.d\n"),
+              ElementsAre("node.yaml:8:16: units[1].dropIns[0].name: the drop-in "
+                          "/etc/systemd/system/b.service.d/10-x.conf is inside "
+                          "/etc/systemd/system/b.service.d, which is declared as a file at "
+                          "node.yaml:11:11",
+                          "node.yaml:10:11: files[0].path: /etc/systemd/system/app.service/x is "
+                          "inside /etc/systemd/system/app.service, which is declared as the unit "
+                          "file of app.service at node.yaml:5:14 (units[0].content)"));
+}
+
+TEST(ValidateTest, DropInsInsideAnAbsentDirectory) {
+  EXPECT_THAT(errorsOf("directories:\n"
+                       "  - path: /etc/systemd/system/app.service.d\n"
+                       "    ensure: absent\n"
+                       "units:\n"
+                       "  - name: app.service\n"
+                       "    dropIns:\n"
+                       "      - {name: 10-x.conf}\n"),
+              ElementsAre("node.yaml:9:16: units[0].dropIns[0].name: the drop-in "
+                          "/etc/systemd/system/app.service.d/10-x.conf is inside "
+                          "/etc/systemd/system/app.service.d, which is declared absent at "
+                          "node.yaml:4:11"));
+}
+
+TEST(ValidateTest, UnitsShareTheirDirectoriesWithOtherFiles) {
+  // The drop-in directory itself, other files in it, and the unit file of a
+  // unit that only has drop-ins (its file comes from a package, or from files:).
+  EXPECT_THAT(errorsOf("directories:\n"
+                       "  - path: /etc/systemd/system/app.service.d\n"
+                       "    mode: \"0755\"\n"
+                       "files:\n"
+                       "  - path: /etc/systemd/system/app.service.d/20-other.conf\n"
+                       "  - path: /etc/systemd/system/app.service\n"
+                       "  - path: /etc/systemd/system/b.service\n"
+                       "units:\n"
+                       "  - name: app.service\n"
+                       "    dropIns:\n"
+                       "      - {name: 10-x.conf}\n"
+                       "  - name: b.service\n"
+                       "    content: x\n"
+                       "    restartOn: [/etc/systemd/system/app.service.d/20-other.conf]\n"),
+              ElementsAre("node.yaml:15:14: units[1].content: the unit file "
+                          "/etc/systemd/system/b.service is already declared as a file at "
+                          "node.yaml:9:11"));
+}
+
+// Names already in error declare nothing more: one problem, one report.
+TEST(ValidateTest, InvalidOrRepeatedUnitNamesDeclareNoPaths) {
+  EXPECT_THAT(errorsOf("units:\n"
+                       "  - name: app.service\n"
+                       "    content: x\n"
+                       "    dropIns:\n"
+                       "      - {name: a.conf}\n"
+                       "      - {name: a.conf}\n"
+                       "  - name: app.service\n"
+                       "    content: x\n"
+                       "  - name: app\n"
+                       "    content: x\n"),
+              ElementsAre("node.yaml:8:16: units[0].dropIns[1].name: a.conf is already declared "
+                          "at node.yaml:7:16",
+                          "node.yaml:9:11: units[1].name: app.service is already declared at "
+                          "node.yaml:4:11",
+                          "node.yaml:11:11: units[2].name: app does not end in a unit type "
+                          "(.service, .socket, .target, .timer, .path, .mount, .automount, "
+                          ".swap, .slice)"));
+}
+
 TEST(ValidateTest, RestartOnMustNameADeclaredFile) {
   EXPECT_THAT(errorsOf("directories:\n"
                        "  - path: /etc/d\n"
@@ -257,6 +373,19 @@ TEST(ValidateTest, ProtoWithoutSourcesGetsPathsOnly) {
   EXPECT_THAT(errors, ElementsAre("files[0].mode: 010000 is greater than 07777",
                                   "files[1].path: /etc/a is already declared at files[0].path",
                                   "units[0].state: unknown value 7"));
+}
+
+TEST(ValidateTest, ProtoWithoutSourcesNamesTheUnitFieldOnce) {
+  v1::NodeState state;
+  state.add_files()->set_path("/etc/systemd/system/a.service");
+  auto* unit = state.add_units();
+  unit->set_name("a.service");
+  unit->set_content("[Service]\n");
+
+  std::vector<std::string> errors;
+  for (const auto& e : validate(state, SourceMap())) errors.push_back(e.toString());
+  EXPECT_THAT(errors, ElementsAre("units[0].content: the unit file /etc/systemd/system/a.service "
+                                  "is already declared as a file at files[0].path"));
 }
 
 }  // namespace

@@ -406,6 +406,13 @@ class Validator final {
     if (!v1::UnitState_IsValid(unit.state())) {
       error(at + ".state", "unknown value " + std::to_string(unit.state()));
     }
+    if (declares && unit.drop_ins_size() > 0 && unit.name().size() + 2 > kMaxNameBytes) {
+      // <unit>.d is a directory name, with NAME_MAX bytes like any other.
+      error(at + ".dropIns", "the drop-in directory " + unit.name() + ".d is longer than " +
+                                 std::to_string(kMaxNameBytes) + " bytes; units with drop-ins " +
+                                 "have names of at most " + std::to_string(kMaxNameBytes - 2) +
+                                 " characters");
+    }
     std::unordered_map<std::string_view, std::string> dropIns;
     for (int i = 0; i < unit.drop_ins_size(); ++i) {
       const auto& dropIn = unit.drop_ins(i);

@@ -80,6 +80,19 @@ TEST(ValidateTest, UnitNamesFollowSystemd) {
   EXPECT_THAT(unitNamed(std::string(247, 'a') + ".service"), IsEmpty());
 }
 
+TEST(ValidateTest, DropInDirectoryNameFitsInNameMax) {
+  auto withDropIn = [](size_t stemLength) {
+    return errorsOf("units:\n  - name: " + std::string(stemLength, 'a') +
+                    ".service\n    dropIns:\n      - {name: a.conf}\n");
+  };
+  EXPECT_THAT(withDropIn(245), IsEmpty());
+  EXPECT_THAT(withDropIn(246),
+              ElementsAre("node.yaml:6:7: units[0].dropIns: the drop-in directory " +
+                          std::string(246, 'a') +
+                          ".service.d is longer than 255 bytes; units with drop-ins have names of "
+                          "at most 253 characters"));
+}
+
 TEST(ValidateTest, TemplatesCannotBeStartedOrStopped) {
   EXPECT_THAT(errorsOf("units:\n  - name: getty@.service\n    state: running\n"),
               ElementsAre("node.yaml:5:12: units[0].state: getty@.service is a template; only "

@@ -2,10 +2,6 @@
 
 #include <gtest/gtest.h>
 
-#include "agent/state/canonical.h"
-#include "agent/state/loader.h"
-#include "tests/unit/state/state_test_support.h"
-
 namespace nodewarden::state {
 namespace {
 
@@ -41,35 +37,6 @@ TEST(ParentPathTest, CutsOneLevel) {
   EXPECT_EQ(parentPath("metadata.labels[\"a.b[c]\"]"), "metadata.labels");
   EXPECT_EQ(parentPath("files"), "");
   EXPECT_EQ(parentPath(""), "");
-}
-
-TEST(CanonicalBytesTest, SpellingDoesNotChangeTheState) {
-  LoadResult a = loadString(std::string(test::kHeader) +
-                                "metadata:\n"
-                                "  labels: {a: \"1\", b: \"2\", c: \"3\"}\n"
-                                "files:\n"
-                                "  - path: /etc/a\n"
-                                "    mode: 0644\n"
-                                "units:\n"
-                                "  - {name: a.service, state: Running}\n",
-                            "a.yaml");
-  LoadResult b = loadString(std::string(test::kHeader) +
-                                "units: [{state: running, name: a.service}]\n"
-                                "files:\n"
-                                "  - mode: \"644\"\n"
-                                "    path: \"/etc/a\"\n"
-                                "metadata:\n"
-                                "  labels:\n"
-                                "    c: \"3\"\n"
-                                "    b: \"2\"\n"
-                                "    a: \"1\"\n",
-                            "b.yaml");
-  ASSERT_TRUE(a.ok());
-  ASSERT_TRUE(b.ok());
-  EXPECT_EQ(canonicalBytes(*a.state), canonicalBytes(*b.state));
-
-  b.state->mutable_files(0)->set_mode(0600);
-  EXPECT_NE(canonicalBytes(*a.state), canonicalBytes(*b.state));
 }
 
 }  // namespace

@@ -68,10 +68,6 @@ LoadResult failure(Diagnostic diagnostic) {
   return result;
 }
 
-}  // namespace
-
-namespace {
-
 // What the document is called in the messages about it as a whole: a state
 // file, or the agent's configuration through loadMessage().
 struct DocumentWording {

@@ -12,7 +12,7 @@
 namespace nodewarden::state {
 
 // Larger documents are refused before parsing; inline content has its own
-// limit (kMaxContentBytes in canonical.h).
+// limit (kMaxContentBytes in validate.h).
 inline constexpr size_t kMaxDocumentBytes = 16 << 20;
 
 // Past this many, the rest are counted in one last diagnostic: a broken

@@ -28,5 +28,8 @@ core::Result<std::string> stateDirectory();
 // The file in the state directory that holds restarts owed by a run that was
 // interrupted (see converge::RestartLedger).
 inline constexpr char kRestartLedgerName[] = "restarts-owed";
+// Held by whoever converges the node (the daemon, a one-shot apply), so two
+// never interleave their changes.
+inline constexpr char kConvergeLockName[] = "converge.lock";
 
 }  // namespace nodewarden::cmd

@@ -10,6 +10,7 @@
 #include "agent/converge/executor.h"
 #include "agent/converge/planner.h"
 #include "agent/core/duration.h"
+#include "agent/core/file_lock.h"
 #include "agent/core/loop.h"
 #include "agent/state/loader.h"
 #include "agent/systemd/bus_systemd_manager.h"
@@ -112,6 +113,22 @@ int apply(int argc, char** argv) {
     return kExitInvalid;
   }
   converge::RestartLedger ledger(*stateDir + "/" + kRestartLedgerName);
+  // The daemon may be converging right now: take turns, and plan only once
+  // it is done.
+  std::optional<core::FileLock> lock;
+  if (!dryRun) {
+    const std::string lockPath = *stateDir + "/" + kConvergeLockName;
+    auto held = core::FileLock::tryAcquire(lockPath);
+    if (!held) {
+      std::cerr << "nodewarden-agent apply: waiting for the converge in progress to finish\n";
+      held = core::FileLock::acquire(lockPath);
+    }
+    if (!held) {
+      std::cerr << "nodewarden-agent apply: " << held.status().message() << "\n";
+      return kExitInvalid;
+    }
+    lock = std::move(*held);
+  }
   converge::Planner planner(**systemd, "");
   auto plan = planner.plan(*loaded.state, ledger.owed());
   if (!plan) {

@@ -12,6 +12,7 @@
 #include "agent/converge/planner.h"
 #include "agent/core/atomic_file.h"
 #include "agent/core/duration.h"
+#include "agent/core/file_lock.h"
 #include "agent/core/log.h"
 #include "agent/core/loop.h"
 #include "agent/state/loader.h"
@@ -37,7 +38,8 @@ constexpr char kLastAppliedName[] = "last-applied.yaml";
 // Editors and config tools replace a file in several steps; converge once
 // they are done rather than on each step.
 constexpr core::Duration kSettleDelay = 200ms;
-constexpr size_t kMaxStateBytes = 16 * 1024 * 1024;
+// A one-shot apply holds the converge lock for as long as it runs.
+constexpr core::Duration kLockRetryDelay = 1s;
 
 std::string clockTime(core::WallTime time) {
   const std::time_t t = std::chrono::system_clock::to_time_t(time);
@@ -69,11 +71,12 @@ class Daemon final {
         config_(std::move(config)),
         lastAppliedPath_(stateDirectory + "/" + kLastAppliedName),
         intervalTimer_(clock.createTimer([this] { requestConverge("drift check"); })),
-        settleTimer_(clock.createTimer([this] { requestConverge("state file changed"); })) {}
+        settleTimer_(clock.createTimer([this] { requestConverge("state file changed"); })),
+        lockRetryTimer_(clock.createTimer([this] { requestConverge("retry"); })),
+        lockPath_(stateDirectory + "/" + kConvergeLockName) {}
 
   core::Status start() {
     loadLastApplied();
-    if (core::Status s = watchStateFile(); !s) return s;
     auto hangup = loop_.addSignal(SIGHUP, [this] { reload(); });
     if (!hangup) return hangup.status();
     hangupSource_ = std::move(*hangup);
@@ -87,7 +90,7 @@ class Daemon final {
   static inline const auto log_ = core::log::category("agent");
 
   void loadLastApplied() {
-    auto text = core::readFile(lastAppliedPath_, kMaxStateBytes);
+    auto text = core::readFile(lastAppliedPath_, state::kMaxDocumentBytes);
     if (!text) {
       if (text.status().code() != core::Status::Code::kNotFound) {
         NW_LOG(log_, warn, "Failed to read the last applied state: {}, ignoring",
@@ -111,7 +114,10 @@ class Daemon final {
     auto source = loop_.addInotify(
         directory, IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE,
         [this, name](const struct inotify_event& event) {
-          if (event.len > 0 && name == event.name) settleTimer_->armIn(kSettleDelay);
+          // A queue overflow may have eaten the event that mattered.
+          if ((event.mask & IN_Q_OVERFLOW) || (event.len > 0 && name == event.name)) {
+            settleTimer_->armIn(kSettleDelay);
+          }
         });
     if (!source) return source.status();
     inotifySource_ = std::move(*source);
@@ -125,13 +131,12 @@ class Daemon final {
       NW_LOG(log_, err, "Failed to reload {}: {}; keeping the running configuration", configPath_,
              config.status().message());
     } else {
-      const bool moved = config->stateFile != config_.stateFile;
-      config_ = std::move(*config);
-      if (moved) {
-        if (core::Status s = watchStateFile(); !s) {
-          NW_LOG(log_, err, "Failed to watch {}: {}", config_.stateFile, s.message());
-        }
+      if (config->stateFile != config_.stateFile) inotifySource_.reset();
+      if (config->jobTimeout != config_.jobTimeout) {
+        NW_LOG(log_, warn, "jobTimeout changes take effect when the agent restarts");
       }
+      config_ = std::move(*config);
+      core::log::setUp(core::log::Destination::kAuto, config_.logLevel);
     }
     requestConverge("reload");
   }
@@ -147,7 +152,7 @@ class Daemon final {
   // The state to enforce now: the state file when it is valid, otherwise the
   // last good state (a rejected state changes nothing).
   const v1::NodeState* chooseState() {
-    auto text = core::readFile(config_.stateFile, kMaxStateBytes);
+    auto text = core::readFile(config_.stateFile, state::kMaxDocumentBytes);
     if (!text) {
       rejected_ = text.status().message();
     } else {
@@ -172,17 +177,46 @@ class Daemon final {
 
   void converge(const std::string& reason) {
     intervalTimer_->cancel();
+    // One converge at a time on a node: a one-shot apply may hold the lock.
+    auto lock = core::FileLock::tryAcquire(lockPath_);
+    if (!lock) {
+      NW_LOG(log_, info, "Waiting to converge ({}): {}", reason, lock.status().message());
+      lockRetryTimer_->armIn(kLockRetryDelay);
+      return;
+    }
+    lock_ = std::move(*lock);
     NW_LOG(log_, debug, "Converging ({})", reason);
+    if (!inotifySource_) {
+      // Missing at start, or moved by a reload: retried at every converge.
+      if (core::Status s = watchStateFile(); !s) {
+        NW_LOG(log_, warn, "Failed to watch {}: {}; relying on the drift check", config_.stateFile,
+               s.message());
+      }
+    }
+
     const v1::NodeState* target = chooseState();
     if (target == nullptr) return finished(std::nullopt);
     auto plan = planner_.plan(*target, ledger_.owed());
-    if (!plan) {
-      NW_LOG(log_, err, "Cannot apply the state, nothing was changed: {}", plan.status().message());
-      planError_ = plan.status().message();
-      return finished(std::nullopt);
-    }
     planError_.clear();
-    executor_.apply(std::move(*plan), [this](converge::Report report) { finished(report); });
+    if (!plan) {
+      planError_ = plan.status().message();
+      NW_LOG(log_, err, "Cannot apply the state, nothing of it was changed: {}", planError_);
+      candidate_.reset();
+      if (!lastGood_ || target == &*lastGood_) return finished(std::nullopt);
+      NW_LOG(log_, err, "Enforcing the last good state");
+      plan = planner_.plan(*lastGood_, ledger_.owed());
+      if (!plan) {
+        NW_LOG(log_, err, "Cannot apply the last good state either: {}", plan.status().message());
+        return finished(std::nullopt);
+      }
+    }
+    // Ready once the first plan's jobs are queued, not done: a managed unit
+    // ordered after the agent waits for the agent's own start.
+    executor_.apply(
+        std::move(*plan), [this](converge::Report report) { finished(report); },
+        [this] {
+          if (!ready_) notify();
+        });
   }
 
   void finished(const std::optional<converge::Report>& report) {
@@ -191,6 +225,7 @@ class Daemon final {
       if (candidate_ && candidateText_ != lastGoodText_) saveLastApplied();
     }
     notify();
+    lock_.reset();
     intervalTimer_->armIn(config_.driftCheckInterval);
     if (pendingReason_) {
       std::string reason = std::move(*pendingReason_);
@@ -241,19 +276,27 @@ class Daemon final {
   }
 
   void notify() {
-    std::string status;
+    std::vector<std::string> parts;
     if (!rejected_.empty()) {
-      status = "State rejected (" + rejected_ + ")" +
-               (lastGood_ ? "; enforcing the last good state. " : "; nothing to enforce. ");
+      parts.push_back("State rejected (" + rejected_ + ")");
     }
-    if (!planError_.empty()) {
-      status += "Cannot apply: " + planError_;
+    if (!planError_.empty()) parts.push_back("Cannot apply the state: " + planError_);
+    if (!rejected_.empty() || !planError_.empty()) {
+      parts.push_back(lastGood_ ? "enforcing the last good state" : "nothing to enforce");
+    }
+    if (executor_.busy()) {
+      parts.push_back("Applying the first state");
     } else if (lastFailures_ > 0) {
-      status += std::to_string(lastFailures_) + " failed at " + lastCheck_ + ": " + firstFailure_;
+      parts.push_back(std::to_string(lastFailures_) + " failed at " + lastCheck_ + ": " +
+                      firstFailure_);
     } else if (!lastCheck_.empty()) {
-      status += "In desired state, checked " + lastCheck_;
+      parts.push_back("In desired state, checked " + lastCheck_);
     }
-    status += lastDrift_.empty() ? "; no drift found" : "; last drift " + lastDrift_;
+    if (!lastCheck_.empty()) {
+      parts.push_back(lastDrift_.empty() ? "no drift found" : "last drift " + lastDrift_);
+    }
+    std::string status;
+    for (const auto& part : parts) status += (status.empty() ? "" : "; ") + part;
     if (!ready_) {
       sd_notifyf(0, "READY=1\nSTATUS=%s", status.c_str());
       ready_ = true;
@@ -272,6 +315,9 @@ class Daemon final {
   const std::string lastAppliedPath_;
   std::unique_ptr<core::Timer> intervalTimer_;
   std::unique_ptr<core::Timer> settleTimer_;
+  std::unique_ptr<core::Timer> lockRetryTimer_;
+  const std::string lockPath_;
+  std::optional<core::FileLock> lock_;
   core::EventSource inotifySource_;
   core::EventSource hangupSource_;
 

@@ -44,7 +44,7 @@ Executor::Executor(systemd::SystemdManager& systemd, core::Clock& clock, Restart
 
 Executor::~Executor() { *alive_ = false; }
 
-void Executor::apply(Plan plan, Done done) {
+void Executor::apply(Plan plan, Done done, std::function<void()> jobsQueued) {
   assert(!running_);
   running_ = std::make_unique<Run>();
   Run& run = *running_;
@@ -112,7 +112,10 @@ void Executor::apply(Plan plan, Done done) {
   }
   run.jobsPending = queue.size();
   run.jobsQueued = queue.size();
-  if (queue.empty()) return finish();
+  if (queue.empty()) {
+    if (jobsQueued) jobsQueued();
+    return finish();
+  }
   // A job may finish, and with the last one the run, before runJob returns:
   // nothing here touches the run after queuing.
   for (const Queued& queued : queue) {
@@ -121,6 +124,7 @@ void Executor::apply(Plan plan, Done done) {
                       if (*alive) finishJob(job, std::move(status));
                     });
   }
+  if (jobsQueued) jobsQueued();
 }
 
 void Executor::finishJob(size_t job, core::Status status) {

@@ -21,9 +21,10 @@ class Executor final {
   Executor(systemd::SystemdManager& systemd, core::Clock& clock, RestartLedger* ledger = nullptr);
   ~Executor();
 
-  // `done` runs on the loop thread once the last job has finished. Only one
-  // apply at a time.
-  void apply(Plan plan, Done done);
+  // `done` runs on the loop thread once the last job has finished;
+  // `jobsQueued`, when given, once every step has run and the jobs are queued.
+  // Only one apply at a time.
+  void apply(Plan plan, Done done, std::function<void()> jobsQueued = {});
   bool busy() const { return running_ != nullptr; }
 
  private:

@@ -49,27 +49,33 @@ def wait_for_status(node, pattern: str, timeout: float = 10) -> str:
 # --- 9 ---------------------------------------------------------------------------------
 
 def test_start_returns_once_the_state_is_applied(agent_node):
+    """systemctl start returns once the files are written and the jobs queued.
+
+    The unit that stands for kubelet is ordered after the agent, as a unit that
+    needs the node ready would be: the agent must not wait for it to be ready.
+    """
     node = agent_node
     slow = {"name": "slow.service", "state": "running",
-            "content": "[Service]\nExecStartPre=/bin/sleep 2\nExecStart=/bin/sleep infinity\n"}
+            "content": "[Unit]\nAfter=nodewarden-agent.service\n"
+                       "[Service]\nExecStartPre=/bin/sleep 2\nExecStart=/bin/sleep infinity\n"}
     state = state_yaml(files=[APP_CONF], units=[slow])
     write_state(node, state)
     planned = len(apply(node, STATE_FILE, "--dry-run", expect=2).report["changes"])
     write_agent_config(node, driftCheckInterval=NEVER)
 
-    node.systemctl("start", "--no-block", AGENT_UNIT)
-    wait_for(lambda: unit_properties(node, "slow.service", ("ActiveState",))["ActiveState"]
-             == "activating", 10, "the agent to start slow.service")
-    # READY=1 waits for the first converge, which waits for slow.service's start job.
-    assert node.unit_property(AGENT_UNIT, "ActiveState") == "activating"
+    node.systemctl("start", AGENT_UNIT)
 
-    node.systemctl("start", AGENT_UNIT)  # joins the start job, returns when it is done
-
+    # Ready once the first converge has written the files and queued its jobs,
+    # not once the jobs are done: a managed unit ordered after the agent would
+    # otherwise wait for the agent while the agent waits for it.
     assert node.unit_property(AGENT_UNIT, "ActiveState") == "active"
-    assert unit_properties(node, "slow.service", ("ActiveState",))["ActiveState"] == "active"
     assert_files_hold(node, [APP_CONF])
-    assert re.fullmatch(rf"In desired state, checked {CHECKED}; last drift {CHECKED} "
-                        rf"\({planned} changed\)", status_text(node)), status_text(node)
+    assert unit_properties(node, "slow.service", ("ActiveState",))["ActiveState"] in (
+        "activating", "active")
+    wait_for(lambda: unit_properties(node, "slow.service", ("ActiveState",))["ActiveState"]
+             == "active", 10, "slow.service to finish starting")
+    wait_for_status(node, rf"^In desired state, checked {CHECKED}; last drift {CHECKED} "
+                          rf"\({planned} changed\)$")
     assert node.read_file(LAST_APPLIED) == state.encode()
     assert node.run(["stat", "-c", "%a %U", LAST_APPLIED]).stdout == "600 root\n"
 
@@ -148,6 +154,43 @@ def test_a_rejected_state_leaves_the_last_good_one_in_force(agent_node):
     errors = [e["MESSAGE"] for e in agent_journal(node, "--priority=err")]
     assert any(where in message for message in errors), \
         f"no error in the journal names {where}:\n" + "\n".join(errors)
+
+
+def test_a_state_that_cannot_be_applied_leaves_the_last_good_one_in_force(agent_node):
+    """Valid YAML, but an owner the node does not have: nothing of it, and the old still holds."""
+    node = agent_node
+    good = good_state()
+    start_agent(node, good, driftCheckInterval="2s")
+    unknown_owner = good_state({"path": "/srv/app/never.conf", "content": "never\n",
+                                "owner": "no-such-user"})
+
+    write_state(node, unknown_owner)
+
+    status = wait_for_status(node, "Cannot apply the state")
+    assert "user no-such-user does not exist" in status, status
+    assert "enforcing the last good state" in status, status
+    node.run(["rm", APP_CONF["path"]])
+    wait_for_file(node, APP_CONF["path"], "the last good state is enforced")
+    assert not node.exists("/srv/app/never.conf"), "part of the refused state was applied"
+    assert node.read_file(LAST_APPLIED) == good.encode()
+
+
+def test_apply_waits_for_the_daemons_converge(agent_node):
+    """The daemon and a one-shot apply take turns: apply blocks while the lock is held."""
+    node = agent_node
+    start_agent(node, good_state(), driftCheckInterval=NEVER)
+    # Hold the daemon's lock from a shell, as a converge in progress would.
+    holder = "exec flock /var/lib/nodewarden/converge.lock sleep 3"
+    node.run(f"systemd-run --unit=lock-holder --collect sh -c '{holder}'")
+    wait_for(lambda: node.unit_property("lock-holder.service", "ActiveState") == "active", 10,
+             "the lock holder to start")
+
+    result = node.run(["bash", "-c", f"TIMEFORMAT=%R; time nodewarden-agent apply {STATE_FILE}"],
+                      check=False)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "waiting for the converge in progress to finish" in result.stderr, result.stderr
+    assert float(result.stderr.strip().splitlines()[-1]) >= 1.5, result.stderr
 
 
 # --- 14 --------------------------------------------------------------------------------

@@ -54,6 +54,9 @@ void planUnits(const v1::NodeState& state, PlanContext& context) {
     auto status = context.systemd.unitStatus(unit.name());
     if (!status) {
       context.errors.push_back("unit " + unit.name() + ": " + status.status().message());
+      // A systemd that does not answer one query will not answer the next:
+      // don't hold the loop for a timeout per unit.
+      if (status.status().code() == core::Status::Code::kTimeout) return;
       continue;
     }
     UnitPlan unitPlan{&unit, std::move(*status), {}};

@@ -10,16 +10,16 @@
 #include "agent/converge/planner.h"
 #include "agent/core/atomic_file.h"
 #include "agent/core/base64.h"
+#include "agent/core/paths.h"
 
 namespace nodewarden::converge {
 
 namespace {
 
-std::string parentOf(const std::string& path) { return path.substr(0, path.rfind('/')); }
-
 // The step that creates the nearest declared ancestor directory, if any.
 std::vector<size_t> ancestorSteps(const std::string& path, const PlanContext& context) {
-  for (std::string parent = parentOf(path); !parent.empty(); parent = parentOf(parent)) {
+  for (std::string parent = core::parentDirectory(path); parent != "/" && parent != ".";
+       parent = core::parentDirectory(parent)) {
     if (auto it = context.directorySteps.find(parent); it != context.directorySteps.end()) {
       return {it->second};
     }
@@ -64,7 +64,7 @@ void planLeftovers(const std::string& directory, PlanContext& context) {
   if (!dir) return;  // missing: nothing left there; unreadable: the write will say so
   while (const dirent* entry = ::readdir(dir.get())) {
     if (!std::string_view(entry->d_name).starts_with(core::kTemporaryFilePrefix)) continue;
-    const std::string path = directory + "/" + entry->d_name;
+    const std::string path = (directory == "/" ? "" : directory) + "/" + entry->d_name;
     const size_t change = context.plan.add("file " + path, "delete", "left by an interrupted run");
     context.plan.steps.push_back(
         Step{change, {}, [hostPath = context.hostPath(path)]() -> core::Status {
@@ -83,7 +83,7 @@ void planFile(const std::string& resource, const std::string& path,
               std::optional<std::string> content, std::optional<mode_t> mode,
               const Ownership& ownership, std::vector<size_t> after, PlanContext& context,
               std::optional<size_t>* stepOut) {
-  planLeftovers(parentOf(path), context);
+  planLeftovers(core::parentDirectory(path), context);
   const std::string hostPath = context.hostPath(path);
   auto observed = observePath(hostPath);
   if (!observed) {
@@ -149,7 +149,8 @@ void planFile(const std::string& resource, const std::string& path,
   context.plan.steps.push_back(
       Step{change, std::move(after),
            [hostPath, content = std::move(*content), attributes]() -> core::Status {
-             if (core::Status s = makeDirectories(parentOf(hostPath), 0755); !s) return s;
+             if (core::Status s = makeDirectories(core::parentDirectory(hostPath), 0755); !s)
+               return s;
              return core::writeFileAtomic(hostPath, content, attributes);
            }});
 }

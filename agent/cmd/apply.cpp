@@ -4,7 +4,6 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
-#include "agent/cmd/agent_config.h"
 #include "agent/cmd/commands.h"
 #include "agent/cmd/report_output.h"
 #include "agent/converge/executor.h"
@@ -12,6 +11,7 @@
 #include "agent/core/duration.h"
 #include "agent/core/file_lock.h"
 #include "agent/core/loop.h"
+#include "agent/daemon/agent_config.h"
 #include "agent/state/loader.h"
 #include "agent/systemd/bus_systemd_manager.h"
 
@@ -107,17 +107,17 @@ int apply(int argc, char** argv) {
   }
 
   // A dry run reads the ledger but never changes it.
-  auto stateDir = stateDirectory();
+  auto stateDir = daemon::stateDirectory();
   if (!stateDir) {
     std::cerr << "nodewarden-agent apply: " << stateDir.status().message() << "\n";
     return kExitInvalid;
   }
-  converge::RestartLedger ledger(*stateDir + "/" + kRestartLedgerName);
+  converge::RestartLedger ledger(*stateDir + "/" + daemon::kRestartLedgerName);
   // The daemon may be converging right now: take turns, and plan only once
   // it is done.
   std::optional<core::FileLock> lock;
   if (!dryRun) {
-    const std::string lockPath = *stateDir + "/" + kConvergeLockName;
+    const std::string lockPath = *stateDir + "/" + daemon::kConvergeLockName;
     auto held = core::FileLock::tryAcquire(lockPath);
     if (!held) {
       std::cerr << "nodewarden-agent apply: waiting for the converge in progress to finish\n";

@@ -1,4 +1,4 @@
-#include "agent/cmd/agent_config.h"
+#include "agent/daemon/agent_config.h"
 
 #include <sys/stat.h>
 
@@ -10,7 +10,7 @@
 #include "agent/state/loader.h"
 #include "nodewarden/v1/agent_config.pb.h"
 
-namespace nodewarden::cmd {
+namespace nodewarden::daemon {
 
 namespace {
 
@@ -70,4 +70,4 @@ core::Result<std::string> stateDirectory() {
   return directory;
 }
 
-}  // namespace nodewarden::cmd
+}  // namespace nodewarden::daemon

@@ -7,7 +7,7 @@
 #include "agent/core/clock.h"
 #include "agent/core/status.h"
 
-namespace nodewarden::cmd {
+namespace nodewarden::daemon {
 
 // /etc/nodewarden/agent.yaml, with defaults for what it leaves out.
 struct AgentConfig {
@@ -32,4 +32,4 @@ inline constexpr char kRestartLedgerName[] = "restarts-owed";
 // never interleave their changes.
 inline constexpr char kConvergeLockName[] = "converge.lock";
 
-}  // namespace nodewarden::cmd
+}  // namespace nodewarden::daemon

@@ -1,9 +1,8 @@
-#include <getopt.h>
-
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "agent/cmd/arguments.h"
 #include "agent/cmd/commands.h"
 #include "agent/cmd/report_output.h"
 #include "agent/converge/executor.h"
@@ -38,48 +37,23 @@ is in its desired state, 2 when the plan has changes.
 }  // namespace
 
 int apply(int argc, char** argv) {
-  bool dryRun = false;
-  bool json = false;
+  static constexpr OptionSpec kOptions[] = {
+      {"dry-run"}, {"json"}, {"job-timeout", /*takesValue=*/true}};
+  auto parsed = Arguments::parse(argc, argv, kOptions, 1, kUsage);
+  if (const int* exit = std::get_if<int>(&parsed)) return *exit;
+  const Arguments& arguments = std::get<Arguments>(parsed);
+  const bool dryRun = arguments.has("dry-run");
+  const bool json = arguments.has("json");
   core::Duration jobTimeout = std::chrono::seconds(90);
-  static const option kOptions[] = {
-      {"dry-run", no_argument, nullptr, 'n'},
-      {"json", no_argument, nullptr, 'j'},
-      {"job-timeout", required_argument, nullptr, 't'},
-      {"help", no_argument, nullptr, 'h'},
-      {nullptr, 0, nullptr, 0},
-  };
-  optind = 1;
-  for (int c; (c = getopt_long(argc, argv, "njt:h", kOptions, nullptr)) != -1;) {
-    switch (c) {
-      case 'n':
-        dryRun = true;
-        break;
-      case 'j':
-        json = true;
-        break;
-      case 't': {
-        auto parsed = core::parseDuration(optarg);
-        if (!parsed) {
-          std::cerr << "nodewarden-agent apply: --job-timeout: " << parsed.status().message()
-                    << "\n";
-          return kExitUsage;
-        }
-        jobTimeout = *parsed;
-        break;
-      }
-      case 'h':
-        std::cout << kUsage;
-        return kExitOk;
-      default:
-        std::cerr << kUsage;
-        return kExitUsage;
+  if (auto text = arguments.value("job-timeout")) {
+    auto timeout = core::parseDuration(*text);
+    if (!timeout) {
+      std::cerr << "nodewarden-agent apply: --job-timeout: " << timeout.status().message() << "\n";
+      return kExitUsage;
     }
+    jobTimeout = *timeout;
   }
-  if (optind + 1 != argc) {
-    std::cerr << kUsage;
-    return kExitUsage;
-  }
-  const std::string path = argv[optind];
+  const std::string& path = arguments.operands()[0];
 
   state::LoadResult loaded = state::loadFile(path);
   if (!loaded.ok()) {

@@ -1,8 +1,8 @@
-#include <getopt.h>
 #include <signal.h>
 
 #include <iostream>
 
+#include "agent/cmd/arguments.h"
 #include "agent/cmd/commands.h"
 #include "agent/core/log.h"
 #include "agent/core/loop.h"
@@ -30,26 +30,11 @@ constexpr char kDefaultConfig[] = "/etc/nodewarden/agent.yaml";
 }  // namespace
 
 int run(int argc, char** argv) {
-  std::string configPath = kDefaultConfig;
-  static const option kOptions[] = {
-      {"config", required_argument, nullptr, 'c'},
-      {"help", no_argument, nullptr, 'h'},
-      {nullptr, 0, nullptr, 0},
-  };
-  optind = 1;
-  for (int c; (c = getopt_long(argc, argv, "c:h", kOptions, nullptr)) != -1;) {
-    switch (c) {
-      case 'c':
-        configPath = optarg;
-        break;
-      case 'h':
-        std::cout << kUsage;
-        return kExitOk;
-      default:
-        std::cerr << kUsage;
-        return kExitUsage;
-    }
-  }
+  static constexpr OptionSpec kOptions[] = {{"config", /*takesValue=*/true}};
+  auto parsed = Arguments::parse(argc, argv, kOptions, 0, kUsage);
+  if (const int* exit = std::get_if<int>(&parsed)) return *exit;
+  const std::string configPath =
+      std::get<Arguments>(parsed).value("config").value_or(kDefaultConfig);
   auto log = core::log::category("agent");
 
   auto config = daemon::loadAgentConfig(configPath);

@@ -1,8 +1,7 @@
-#include <getopt.h>
-
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "agent/cmd/arguments.h"
 #include "agent/cmd/commands.h"
 #include "agent/cmd/report_output.h"
 #include "agent/state/loader.h"
@@ -20,31 +19,12 @@ as FILE:LINE:COLUMN: FIELD: MESSAGE. Exits 0 when it is valid, 1 when not.
 }  // namespace
 
 int validate(int argc, char** argv) {
-  bool json = false;
-  static const option kOptions[] = {
-      {"json", no_argument, nullptr, 'j'},
-      {"help", no_argument, nullptr, 'h'},
-      {nullptr, 0, nullptr, 0},
-  };
-  optind = 1;
-  for (int c; (c = getopt_long(argc, argv, "jh", kOptions, nullptr)) != -1;) {
-    switch (c) {
-      case 'j':
-        json = true;
-        break;
-      case 'h':
-        std::cout << kUsage;
-        return kExitOk;
-      default:
-        std::cerr << kUsage;
-        return kExitUsage;
-    }
-  }
-  if (optind + 1 != argc) {
-    std::cerr << kUsage;
-    return kExitUsage;
-  }
-  const std::string path = argv[optind];
+  static constexpr OptionSpec kOptions[] = {{"json"}};
+  auto parsed = Arguments::parse(argc, argv, kOptions, 1, kUsage);
+  if (const int* exit = std::get_if<int>(&parsed)) return *exit;
+  const Arguments& arguments = std::get<Arguments>(parsed);
+  const bool json = arguments.has("json");
+  const std::string& path = arguments.operands()[0];
 
   const state::LoadResult loaded = state::loadFile(path);
   if (json) {

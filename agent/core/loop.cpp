@@ -3,7 +3,9 @@
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/wait.h>
+#include <time.h>
 
+#include <cassert>
 #include <cerrno>
 #include <utility>
 
@@ -22,11 +24,19 @@ template <typename Callback>
 Result<EventSource> adopt(int r, sd_event_source* source, Callback* callback,
                           const std::string& what) {
   if (r < 0) {
+    sd_event_source_disable_unref(source);  // created, then failed to configure
     delete callback;
     return Status::fromErrno(r, what);
   }
   sd_event_source_set_destroy_callback(source, destroyCallback<Callback>);
   return EventSource(source);
+}
+
+// CLOCK_MONOTONIC, which cannot fail to be read.
+std::chrono::nanoseconds monotonicNow() {
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return std::chrono::seconds(now.tv_sec) + std::chrono::nanoseconds(now.tv_nsec);
 }
 
 }  // namespace
@@ -35,18 +45,12 @@ Result<std::unique_ptr<Loop>> Loop::create() {
   sd_event* event = nullptr;
   int r = sd_event_new(&event);
   if (r < 0) return Status::fromErrno(r, "create event loop");
-  std::unique_ptr<Loop> loop(new Loop(event));
+  std::unique_ptr<Loop> loop(new Loop(EventPtr(event)));
   if (Status s = loop->setUpPost(); !s) return s;
   return loop;
 }
 
-Loop::Loop(sd_event* event) : event_(event) {}
-
-Loop::~Loop() {
-  ownSources_.clear();
-  postSource_.reset();
-  sd_event_unref(event_);
-}
+Loop::Loop(EventPtr event) : event_(std::move(event)) {}
 
 Status Loop::setUpPost() {
   postFd_.reset(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
@@ -83,7 +87,7 @@ Result<EventSource> Loop::addIo(int fd, uint32_t events, IoCallback callback) {
   auto* owned = new IoCallback(std::move(callback));
   sd_event_source* source = nullptr;
   int r = sd_event_add_io(
-      event_, &source, fd, events,
+      event_.get(), &source, fd, events,
       [](sd_event_source*, int, uint32_t revents, void* userdata) {
         (*static_cast<IoCallback*>(userdata))(revents);
         return 0;
@@ -93,22 +97,24 @@ Result<EventSource> Loop::addIo(int fd, uint32_t events, IoCallback callback) {
 }
 
 Result<EventSource> Loop::addSignal(int signal, std::function<void()> callback) {
-  sigset_t mask;
+  sigset_t mask, previous;
   sigemptyset(&mask);
   sigaddset(&mask, signal);
-  if (sigprocmask(SIG_BLOCK, &mask, nullptr) < 0) {
+  if (sigprocmask(SIG_BLOCK, &mask, &previous) < 0) {
     return Status::fromErrno(errno, "block signal " + std::to_string(signal));
   }
   using Callback = std::function<void()>;
   auto* owned = new Callback(std::move(callback));
   sd_event_source* source = nullptr;
   int r = sd_event_add_signal(
-      event_, &source, signal,
+      event_.get(), &source, signal,
       [](sd_event_source*, const signalfd_siginfo*, void* userdata) {
         (*static_cast<Callback*>(userdata))();
         return 0;
       },
       owned);
+  // Unwatched, the signal would stay blocked and never be delivered.
+  if (r < 0 && !sigismember(&previous, signal)) sigprocmask(SIG_UNBLOCK, &mask, nullptr);
   return adopt(r, source, owned, "watch signal " + std::to_string(signal));
 }
 
@@ -116,7 +122,7 @@ Result<EventSource> Loop::addChild(pid_t pid, ChildCallback callback) {
   auto* owned = new ChildCallback(std::move(callback));
   sd_event_source* source = nullptr;
   int r = sd_event_add_child(
-      event_, &source, pid, WEXITED,
+      event_.get(), &source, pid, WEXITED,
       [](sd_event_source*, const siginfo_t* info, void* userdata) {
         (*static_cast<ChildCallback*>(userdata))(*info);
         return 0;
@@ -130,7 +136,7 @@ Result<EventSource> Loop::addInotify(const std::string& path, uint32_t mask,
   auto* owned = new InotifyCallback(std::move(callback));
   sd_event_source* source = nullptr;
   int r = sd_event_add_inotify(
-      event_, &source, path.c_str(), mask,
+      event_.get(), &source, path.c_str(), mask,
       [](sd_event_source*, const struct inotify_event* event, void* userdata) {
         (*static_cast<InotifyCallback*>(userdata))(*event);
         return 0;
@@ -144,7 +150,7 @@ Result<EventSource> Loop::addTimer(std::function<void()> callback) {
   auto* owned = new Callback(std::move(callback));
   sd_event_source* source = nullptr;
   int r = sd_event_add_time(
-      event_, &source, CLOCK_MONOTONIC, UINT64_MAX, /*accuracy=*/1000,
+      event_.get(), &source, CLOCK_MONOTONIC, UINT64_MAX, /*accuracy=*/1000,
       [](sd_event_source*, uint64_t, void* userdata) {
         (*static_cast<Callback*>(userdata))();
         return 0;
@@ -164,36 +170,30 @@ Status Loop::exitOnTerminationSignals() {
 }
 
 Status Loop::enableWatchdog() {
-  int r = sd_event_set_watchdog(event_, true);
+  int r = sd_event_set_watchdog(event_.get(), true);
   if (r < 0) return Status::fromErrno(r, "enable watchdog");
   return Status::ok();
 }
 
 int Loop::run() {
-  int r = sd_event_loop(event_);
+  int r = sd_event_loop(event_.get());
   return r < 0 ? 1 : r;
 }
 
-void Loop::exit(int code) { sd_event_exit(event_, code); }
+void Loop::exit(int code) { sd_event_exit(event_.get(), code); }
 
 Status Loop::runUntil(const std::function<bool()>& done) {
   while (!done()) {
-    int r = sd_event_run(event_, UINT64_MAX);
+    int r = sd_event_run(event_.get(), UINT64_MAX);
     if (r < 0) return Status::fromErrno(r, "run event loop");
-    if (sd_event_get_state(event_) == SD_EVENT_FINISHED) {
+    if (sd_event_get_state(event_.get()) == SD_EVENT_FINISHED) {
       return Status::error(Status::Code::kCancelled, "event loop exited");
     }
   }
   return Status::ok();
 }
 
-MonotonicTime Loop::now() const {
-  uint64_t usec = 0;
-  if (sd_event_now(event_, CLOCK_MONOTONIC, &usec) < 0) {
-    return std::chrono::steady_clock::now();
-  }
-  return MonotonicTime(std::chrono::microseconds(usec));
-}
+MonotonicTime Loop::now() const { return MonotonicTime(monotonicNow()); }
 
 namespace {
 
@@ -201,11 +201,12 @@ class LoopTimer final : public Timer {
  public:
   explicit LoopTimer(EventSource source) : source_(std::move(source)) {}
 
+  // From the time now: sd_event_now() and sd_event_source_set_time_relative()
+  // count from the start of the iteration, and a timer armed after long work in
+  // a callback would fire early by as long as the work took.
   void armIn(Duration delay) override {
-    uint64_t now = 0;
-    sd_event_now(sd_event_source_get_event(source_.get()), CLOCK_MONOTONIC, &now);
-    auto usec = std::chrono::ceil<std::chrono::microseconds>(delay).count();
-    sd_event_source_set_time(source_.get(), now + static_cast<uint64_t>(usec));
+    const auto deadline = std::chrono::ceil<std::chrono::microseconds>(monotonicNow() + delay);
+    sd_event_source_set_time(source_.get(), static_cast<uint64_t>(deadline.count()));
     sd_event_source_set_enabled(source_.get(), SD_EVENT_ONESHOT);
   }
   void cancel() override { sd_event_source_set_enabled(source_.get(), SD_EVENT_OFF); }
@@ -223,7 +224,8 @@ class LoopTimer final : public Timer {
 
 std::unique_ptr<Timer> LoopClock::createTimer(std::function<void()> callback) {
   auto source = loop_.addTimer(std::move(callback));
-  // Creating a disabled time source fails only on allocation failure.
+  // Creating a disabled time source fails only on allocation failure (ENOMEM),
+  // which the agent does not survive anyway.
   assert(source.isOk());
   return std::make_unique<LoopTimer>(std::move(*source));
 }

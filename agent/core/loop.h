@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <utility>
 #include <vector>
 
 #include "agent/core/clock.h"
@@ -50,7 +51,6 @@ class Loop final {
   using InotifyCallback = std::function<void(const struct inotify_event& event)>;
 
   static Result<std::unique_ptr<Loop>> create();
-  ~Loop();
 
   Loop(const Loop&) = delete;
   Loop& operator=(const Loop&) = delete;
@@ -81,15 +81,23 @@ class Loop final {
   // For one-shot commands that wait for asynchronous work to finish.
   Status runUntil(const std::function<bool()>& done);
 
+  // CLOCK_MONOTONIC read now, not sd_event_now(): that is the time the
+  // iteration started, and stands still while callbacks run.
   MonotonicTime now() const;
-  sd_event* event() const { return event_; }
+  sd_event* event() const { return event_.get(); }
 
  private:
-  explicit Loop(sd_event* event);
+  struct EventUnref {
+    void operator()(sd_event* event) const { sd_event_unref(event); }
+  };
+  using EventPtr = std::unique_ptr<sd_event, EventUnref>;
+
+  explicit Loop(EventPtr event);
   Status setUpPost();
   void drainPosted();
 
-  sd_event* event_;
+  // Declared first, so that the sources below are released before the event.
+  EventPtr event_;
   UniqueFd postFd_;
   EventSource postSource_;
   std::mutex postMutex_;
@@ -97,7 +105,7 @@ class Loop final {
   std::vector<EventSource> ownSources_;
 };
 
-// The real clock: monotonic time as the loop sees it, timers on the loop.
+// The real clock: monotonic time now, timers on the loop.
 class LoopClock final : public Clock {
  public:
   explicit LoopClock(Loop& loop) : loop_(loop) {}

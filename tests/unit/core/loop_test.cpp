@@ -40,6 +40,54 @@ TEST(LoopTest, TimerFiresAfterItsDelay) {
   EXPECT_FALSE(timer->armed());
 }
 
+TEST(LoopTest, NowAdvancesWhileACallbackWorks) {
+  auto loop = makeLoop();
+  LoopClock clock(*loop);
+  Duration measured{};
+  bool done = false;
+  loop->post([&] {
+    const MonotonicTime start = clock.now();
+    std::this_thread::sleep_for(50ms);  // synchronous work, on the real clock
+    measured = clock.now() - start;
+    done = true;
+  });
+  ASSERT_TRUE(loop->runUntil([&] { return done; }).isOk());
+  EXPECT_GE(measured, 50ms);
+}
+
+TEST(LoopTest, ATimerArmedAfterLongWorkCountsFromWhenItWasArmed) {
+  auto loop = makeLoop();
+  LoopClock clock(*loop);
+  std::chrono::steady_clock::time_point armedAt, firedAt;
+  auto timer = clock.createTimer([&] { firedAt = std::chrono::steady_clock::now(); });
+  bool armed = false;
+  loop->post([&] {
+    std::this_thread::sleep_for(200ms);  // synchronous work in the same callback
+    armedAt = std::chrono::steady_clock::now();
+    timer->armIn(100ms);
+    armed = true;
+  });
+  ASSERT_TRUE(loop->runUntil([&] { return armed && !timer->armed(); }).isOk());
+  EXPECT_GE(firedAt - armedAt, 100ms);
+}
+
+TEST(LoopTest, ASignalThatCannotBeWatchedIsNotLeftBlocked) {
+  auto loop = makeLoop();
+  auto first = loop->addSignal(SIGUSR1, [] {});
+  ASSERT_TRUE(first.isOk()) << first.status().message();
+  sigset_t usr1;
+  sigemptyset(&usr1);
+  sigaddset(&usr1, SIGUSR1);
+  ASSERT_EQ(sigprocmask(SIG_UNBLOCK, &usr1, nullptr), 0);
+
+  // sd-event takes a signal once per loop: the second watch fails.
+  auto second = loop->addSignal(SIGUSR1, [] {});
+  EXPECT_FALSE(second.isOk());
+  sigset_t blocked;
+  ASSERT_EQ(sigprocmask(SIG_BLOCK, nullptr, &blocked), 0);
+  EXPECT_FALSE(sigismember(&blocked, SIGUSR1));
+}
+
 TEST(LoopTest, ChildExitIsDeliveredWithItsStatus) {
   auto loop = makeLoop();
   // The child signal must be blocked for sd-event to watch children.

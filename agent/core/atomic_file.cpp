@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <random>
 
@@ -106,24 +107,18 @@ Status writeFileAtomic(const std::string& path, std::string_view data,
 }
 
 Result<std::string> readFile(const std::string& path, size_t maxBytes) {
+  auto tooLarge = [&] {
+    return Status::invalidArgument(path + " is larger than " + std::to_string(maxBytes) + " bytes");
+  };
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.isValid()) return Status::fromErrno(errno, "open " + path);
   struct stat st;
   if (::fstat(fd.get(), &st) < 0) return Status::fromErrno(errno, "stat " + path);
-  if (static_cast<size_t>(st.st_size) > maxBytes) {
-    return Status::invalidArgument(path + " is larger than " + std::to_string(maxBytes) + " bytes");
-  }
-  std::string data;
-  data.resize(static_cast<size_t>(st.st_size));
+  if (static_cast<size_t>(st.st_size) > maxBytes) return tooLarge();
+  // One byte more than the size, to see the end of the file without growing.
+  std::string data(static_cast<size_t>(st.st_size) + 1, '\0');
   size_t done = 0;
   while (true) {
-    if (done == data.size()) {
-      if (data.size() > maxBytes) {
-        return Status::invalidArgument(path + " is larger than " + std::to_string(maxBytes) +
-                                       " bytes");
-      }
-      data.resize(data.size() + 4096);  // the file may have grown, or be in /proc
-    }
     ssize_t n = ::read(fd.get(), data.data() + done, data.size() - done);
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -131,6 +126,11 @@ Result<std::string> readFile(const std::string& path, size_t maxBytes) {
     }
     if (n == 0) break;
     done += static_cast<size_t>(n);
+    if (done > maxBytes) return tooLarge();
+    if (done == data.size()) {
+      // The file grew, or is in /proc: read on, at most one byte past the limit.
+      data.resize(done + std::min<size_t>(4096, maxBytes - done) + 1);
+    }
   }
   data.resize(done);
   return data;

@@ -69,5 +69,24 @@ TEST_F(AtomicFileTest, ReadRefusesFilesOverTheLimit) {
   EXPECT_EQ(data.status().code(), Status::Code::kInvalidArgument);
 }
 
+TEST_F(AtomicFileTest, ReadTakesAFileOfExactlyTheLimit) {
+  const std::string path = dir_ + "/exact";
+  ASSERT_TRUE(writeFileAtomic(path, std::string(100, 'x'), {}).isOk());
+  auto data = readFile(path, 100);
+  ASSERT_TRUE(data.isOk()) << data.status().message();
+  EXPECT_EQ(data->size(), 100u);
+}
+
+TEST_F(AtomicFileTest, ReadStopsAtTheLimitWhenTheSizeIsNotKnownAhead) {
+  // /proc files report size 0 and have more to read, like a file that grows.
+  auto whole = readFile("/proc/self/status", 1 << 20);
+  ASSERT_TRUE(whole.isOk()) << whole.status().message();
+  ASSERT_GT(whole->size(), 100u);
+  auto data = readFile("/proc/self/status", 100);
+  ASSERT_FALSE(data.isOk()) << data->size() << " bytes read";
+  EXPECT_EQ(data.status().code(), Status::Code::kInvalidArgument);
+  EXPECT_EQ(data.status().message(), "/proc/self/status is larger than 100 bytes");
+}
+
 }  // namespace
 }  // namespace nodewarden::core

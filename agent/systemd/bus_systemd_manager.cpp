@@ -4,11 +4,9 @@
 
 #include <chrono>
 #include <cstdlib>
-#include <cstring>
 #include <string_view>
 #include <utility>
 
-#include "agent/core/log.h"
 #include "agent/core/loop.h"
 #include "agent/systemd/bus_status.h"
 #include "agent/systemd/job_result.h"
@@ -30,11 +28,6 @@ constexpr const char* kPrivateAddress = "unix:path=/run/systemd/private";
 // queries in microseconds, but a reload of a big unit set takes seconds.
 constexpr core::Duration kCallTimeout = 25s;
 constexpr core::Duration kReloadTimeout = 60s;
-
-const std::shared_ptr<spdlog::logger>& logger() {
-  static const auto log = core::log::category("systemd");
-  return log;
-}
 
 uint64_t toUsec(core::Duration duration) {
   return static_cast<uint64_t>(std::chrono::ceil<std::chrono::microseconds>(duration).count());
@@ -187,7 +180,7 @@ core::Result<std::unique_ptr<BusSystemdManager>> BusSystemdManager::connectTo(
 
 BusSystemdManager::BusSystemdManager(core::Loop& loop, core::Clock& clock,
                                      core::Duration jobTimeout, std::string address)
-    : loop_(loop), clock_(clock), jobTimeout_(jobTimeout), address_(std::move(address)) {}
+    : loop_(loop), clock_(clock), jobTimeout_(jobTimeout), requestedAddress_(std::move(address)) {}
 
 BusSystemdManager::~BusSystemdManager() {
   // The jobs' slots and the match go before the connection they reference.
@@ -198,13 +191,14 @@ BusSystemdManager::~BusSystemdManager() {
 core::Status BusSystemdManager::connectBus() {
   jobRemovedSlot_.reset();
   bus_.reset();
+  connectedAddress_.clear();
 
   sd_bus* raw = nullptr;
   int r = 0;
   bool direct = false;
   // Only root may use the private socket; systemctl does the same.
-  if (!address_.empty() || geteuid() == 0) {
-    const std::string address = address_.empty() ? kPrivateAddress : address_;
+  if (!requestedAddress_.empty() || geteuid() == 0) {
+    const std::string address = requestedAddress_.empty() ? kPrivateAddress : requestedAddress_;
     r = sd_bus_new(&raw);
     if (r < 0) return core::Status::fromErrno(r, "create bus connection");
     BusPtr bus(raw);
@@ -213,12 +207,10 @@ core::Status BusSystemdManager::connectBus() {
     if (r >= 0) {
       bus_ = std::move(bus);
       direct = true;
-    } else if (!address_.empty()) {
+    } else if (!requestedAddress_.empty()) {
       return core::Status::fromErrno(r, "connect to systemd at " + address);
-    } else {
-      NW_LOG(logger(), debug, "connect to systemd at {}: {}; trying the system bus", address,
-             std::strerror(-r));
     }
+    // Otherwise the system bus; address() tells the caller which one it got.
   }
   if (!bus_) {
     r = sd_bus_open_system(&raw);
@@ -253,14 +245,15 @@ core::Status BusSystemdManager::connectBus() {
     bus_.reset();
     return status;
   }
-  NW_LOG(logger(), debug, "connected to systemd through {}",
-         direct ? "its private socket" : "the system bus");
+  const char* address = nullptr;
+  if (sd_bus_get_address(bus_.get(), &address) >= 0 && address != nullptr) {
+    connectedAddress_ = address;
+  }
   return core::Status::ok();
 }
 
 core::Status BusSystemdManager::ensureConnected() {
   if (bus_ && sd_bus_is_open(bus_.get()) > 0) return core::Status::ok();
-  NW_LOG(logger(), debug, "connection to systemd lost; reconnecting");
   return connectBus();
 }
 
@@ -403,7 +396,6 @@ int BusSystemdManager::onJobQueued(sd_bus_message* reply, void* userdata, sd_bus
   // sends the reply before the job can be removed: the path is known in time.
   job.path = path;
   self.jobsByPath_[job.path] = job.id;
-  NW_LOG(logger(), debug, "{}: queued job {}", what, job.path);
   return 0;
 }
 
@@ -417,8 +409,6 @@ int BusSystemdManager::onJobRemoved(sd_bus_message* signal, void* userdata, sd_b
   const uint64_t id = byPath->second;
   self.jobsByPath_.erase(byPath);
   Job& job = *self.jobs_.at(id);
-  NW_LOG(logger(), debug, "{} {}: job {} removed with result {}", jobVerb(job.kind), job.unit, path,
-         result);
 
   const char* interface = resultInterface(job.unit);
   if (std::string_view(result) != "failed" || interface == nullptr) {

@@ -41,6 +41,10 @@ class BusSystemdManager final : public SystemdManager {
                                                                     std::string address);
   ~BusSystemdManager() override;
 
+  // The D-Bus address of the connection: systemd's private socket, or the
+  // system bus's when the manager fell back to it. Empty after a failed reconnect.
+  const std::string& address() const { return connectedAddress_; }
+
   BusSystemdManager(const BusSystemdManager&) = delete;
   BusSystemdManager& operator=(const BusSystemdManager&) = delete;
 
@@ -73,7 +77,8 @@ class BusSystemdManager final : public SystemdManager {
   core::Loop& loop_;
   core::Clock& clock_;
   const core::Duration jobTimeout_;
-  const std::string address_;  // "": the private socket, else the system bus
+  const std::string requestedAddress_;  // "": the private socket, else the system bus
+  std::string connectedAddress_;
   // Declared before the slots, so that they are released first and the
   // connection really closes.
   BusPtr bus_;

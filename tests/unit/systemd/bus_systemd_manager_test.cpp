@@ -301,6 +301,7 @@ class BusSystemdManagerTest : public ::testing::Test {
 
 TEST_F(BusSystemdManagerTest, SubscribesOnConnecting) {
   EXPECT_THAT(peer_.calls(), ElementsAre("Subscribe"));
+  EXPECT_EQ(manager_->address(), peer_.address());
 }
 
 TEST_F(BusSystemdManagerTest, ReadsTheUnitsStatusInOneCall) {

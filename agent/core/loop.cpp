@@ -160,6 +160,21 @@ Result<EventSource> Loop::addTimer(std::function<void()> callback) {
   return adopt(r, source, owned, "create timer");
 }
 
+Result<EventSource> Loop::addDefer(std::function<void()> callback) {
+  using Callback = std::function<void()>;
+  auto* owned = new Callback(std::move(callback));
+  sd_event_source* source = nullptr;
+  int r = sd_event_add_defer(
+      event_.get(), &source,
+      [](sd_event_source*, void* userdata) {
+        (*static_cast<Callback*>(userdata))();
+        return 0;
+      },
+      owned);
+  if (r >= 0) r = sd_event_source_set_enabled(source, SD_EVENT_OFF);
+  return adopt(r, source, owned, "create deferred event");
+}
+
 Status Loop::exitOnTerminationSignals() {
   for (int signal : {SIGTERM, SIGINT}) {
     auto source = addSignal(signal, [this] { exit(0); });

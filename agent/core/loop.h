@@ -67,6 +67,10 @@ class Loop final {
   Result<EventSource> addInotify(const std::string& path, uint32_t mask, InotifyCallback callback);
   // A one-shot timer on CLOCK_MONOTONIC, disarmed until armIn().
   Result<EventSource> addTimer(std::function<void()> callback);
+  // A source that runs `callback` once, on the next iteration, each time it is
+  // enabled with sd_event_source_set_enabled(SD_EVENT_ONESHOT); created disabled.
+  // For work that must not run inside the caller's callback.
+  Result<EventSource> addDefer(std::function<void()> callback);
 
   // SIGTERM and SIGINT end run() with exit code 0.
   Status exitOnTerminationSignals();

@@ -23,6 +23,9 @@ constexpr const char* kManagerInterface = "org.freedesktop.systemd1.Manager";
 constexpr const char* kUnitInterface = "org.freedesktop.systemd1.Unit";
 constexpr const char* kPropertiesInterface = "org.freedesktop.DBus.Properties";
 constexpr const char* kPrivateAddress = "unix:path=/run/systemd/private";
+// sd-bus reports a dropped connection with a signal from this local object.
+constexpr const char* kLocalPath = "/org/freedesktop/DBus/Local";
+constexpr const char* kLocalInterface = "org.freedesktop.DBus.Local";
 
 // Bounds of the synchronous calls, which block the loop: systemd answers
 // queries in microseconds, but a reload of a big unit set takes seconds.
@@ -60,6 +63,15 @@ const char* resultInterface(std::string_view unit) {
     if (unit.ends_with(suffix)) return interface;
   }
   return nullptr;
+}
+
+std::string jobName(JobKind kind, const std::string& unit) {
+  return std::string(jobVerb(kind)) + " " + unit;
+}
+
+core::Status connectionLostStatus(JobKind kind, const std::string& unit) {
+  return core::Status::internal(jobName(kind, unit) +
+                                ": connection to systemd lost while waiting for the job");
 }
 
 const char* jobMethod(JobKind kind) {
@@ -157,10 +169,11 @@ struct BusSystemdManager::Job {
   JobKind kind;
   std::string unit;
   JobCallback done;
-  std::unique_ptr<core::Timer> timer;
-  // An error found before the job reached systemd; the timer, armed to fire at
-  // once, delivers it, so that `done` never runs inside runJob().
-  core::Status early;
+  std::unique_ptr<core::Timer> timer;  // the job timeout
+  // Set when the job is to end without word from systemd: it never reached
+  // systemd, or the connection it went through was lost. onDeferred() delivers
+  // it, so that `done` never runs inside runJob() or a synchronous call.
+  core::Status failure;
   std::string path;     // the job's object path once systemd has queued it
   SlotPtr pendingCall;  // StartUnit & co., then the Get of the unit's Result
 };
@@ -174,6 +187,9 @@ core::Result<std::unique_ptr<BusSystemdManager>> BusSystemdManager::connectTo(
     core::Loop& loop, core::Clock& clock, core::Duration jobTimeout, std::string address) {
   std::unique_ptr<BusSystemdManager> manager(
       new BusSystemdManager(loop, clock, jobTimeout, std::move(address)));
+  auto deferred = loop.addDefer([raw = manager.get()] { raw->onDeferred(); });
+  if (!deferred) return deferred.status();
+  manager->deferred_ = std::move(*deferred);
   if (core::Status s = manager->connectBus(); !s) return s;
   return manager;
 }
@@ -183,13 +199,20 @@ BusSystemdManager::BusSystemdManager(core::Loop& loop, core::Clock& clock,
     : loop_(loop), clock_(clock), jobTimeout_(jobTimeout), requestedAddress_(std::move(address)) {}
 
 BusSystemdManager::~BusSystemdManager() {
-  // The jobs' slots and the match go before the connection they reference.
+  deferred_.reset();
+  // The jobs' slots and the matches go before the connection they reference.
   jobs_.clear();
   jobRemovedSlot_.reset();
+  disconnectedSlot_.reset();
 }
 
 core::Status BusSystemdManager::connectBus() {
+  // systemd reports the end of a job on the connection that queued it only.
+  for (auto& [id, job] : jobs_) {
+    if (job->failure.isOk()) failSoon(*job, connectionLostStatus(job->kind, job->unit));
+  }
   jobRemovedSlot_.reset();
+  disconnectedSlot_.reset();
   bus_.reset();
   connectedAddress_.clear();
 
@@ -235,6 +258,15 @@ core::Status BusSystemdManager::connectBus() {
     return core::Status::fromErrno(r, "watch systemd's JobRemoved signal");
   }
   jobRemovedSlot_.reset(slot);
+  // Reconnects as soon as the connection drops, rather than at the next call.
+  r = sd_bus_match_signal(bus_.get(), &slot, nullptr, kLocalPath, kLocalInterface, "Disconnected",
+                          &BusSystemdManager::onDisconnected, this);
+  if (r < 0) {
+    jobRemovedSlot_.reset();
+    bus_.reset();
+    return core::Status::fromErrno(r, "watch for the connection to systemd dropping");
+  }
+  disconnectedSlot_.reset(slot);
 
   BusError error;
   r = sd_bus_call_method(bus_.get(), kDestination, kManagerPath, kManagerInterface, "Subscribe",
@@ -242,6 +274,7 @@ core::Status BusSystemdManager::connectBus() {
   if (r < 0) {
     core::Status status = busStatus("subscribe to systemd's signals", r, error.get());
     jobRemovedSlot_.reset();
+    disconnectedSlot_.reset();
     bus_.reset();
     return status;
   }
@@ -255,6 +288,42 @@ core::Status BusSystemdManager::connectBus() {
 core::Status BusSystemdManager::ensureConnected() {
   if (bus_ && sd_bus_is_open(bus_.get()) > 0) return core::Status::ok();
   return connectBus();
+}
+
+int BusSystemdManager::onDisconnected(sd_bus_message*, void* userdata, sd_bus_error*) {
+  auto& self = *static_cast<BusSystemdManager*>(userdata);
+  // Not here, inside the dispatch of the connection that is to be replaced.
+  self.reconnectPending_ = true;
+  sd_event_source_set_enabled(self.deferred_.get(), SD_EVENT_ONESHOT);
+  return 0;
+}
+
+void BusSystemdManager::failSoon(Job& job, core::Status failure) {
+  job.failure = std::move(failure);
+  job.pendingCall.reset();
+  if (!job.path.empty()) {
+    jobsByPath_.erase(job.path);
+    job.path.clear();
+  }
+  failing_.push_back(job.id);
+  sd_event_source_set_enabled(deferred_.get(), SD_EVENT_ONESHOT);
+}
+
+void BusSystemdManager::onDeferred() {
+  if (reconnectPending_) {
+    reconnectPending_ = false;
+    // Failing, it leaves the error to the next call, which tries again.
+    (void)ensureConnected();
+  }
+  if (failing_.empty()) return;
+  const uint64_t id = failing_.front();
+  failing_.erase(failing_.begin());
+  // One job per run, since its callback may destroy this manager.
+  if (!failing_.empty()) sd_event_source_set_enabled(deferred_.get(), SD_EVENT_ONESHOT);
+  auto it = jobs_.find(id);
+  if (it == jobs_.end()) return;  // its timeout came first
+  core::Status failure = it->second->failure;
+  finishJob(id, std::move(failure));
 }
 
 core::Result<MessagePtr> BusSystemdManager::call(const std::string& what, const char* path,
@@ -338,6 +407,9 @@ core::Status BusSystemdManager::resetFailed(const std::string& unit) {
 }
 
 void BusSystemdManager::runJob(JobKind kind, const std::string& unit, JobCallback done) {
+  const std::string what = jobName(kind, unit);
+  // Before the job is added: reconnecting fails the jobs in flight.
+  const core::Status connected = ensureConnected();
   const uint64_t id = nextJobId_++;
   auto owned = std::make_unique<Job>();
   Job& job = *owned;
@@ -346,35 +418,22 @@ void BusSystemdManager::runJob(JobKind kind, const std::string& unit, JobCallbac
   job.kind = kind;
   job.unit = unit;
   job.done = std::move(done);
-  job.timer = clock_.createTimer([this, id] {
-    auto it = jobs_.find(id);
-    if (it == jobs_.end()) return;
-    Job& expired = *it->second;
-    core::Status result = expired.early.isOk()
-                              ? jobTimeoutStatus(expired.kind, expired.unit, jobTimeout_)
-                              : expired.early;
-    finishJob(id, std::move(result));
-  });
+  job.timer = clock_.createTimer(
+      [this, id, kind, unit] { finishJob(id, jobTimeoutStatus(kind, unit, jobTimeout_)); });
   jobs_.emplace(id, std::move(owned));
 
-  const std::string what = std::string(jobVerb(kind)) + " " + unit;
-  auto failEarly = [&job](core::Status status) {
-    job.early = std::move(status);
-    job.timer->armIn(core::Duration::zero());
-  };
-
-  if (core::Status s = ensureConnected(); !s) return failEarly(s.withContext(what));
+  if (!connected) return failSoon(job, connected.withContext(what));
   sd_bus_message* raw = nullptr;
   int r = sd_bus_message_new_method_call(bus_.get(), &raw, kDestination, kManagerPath,
                                          kManagerInterface, jobMethod(kind));
-  if (r < 0) return failEarly(core::Status::fromErrno(r, what));
+  if (r < 0) return failSoon(job, core::Status::fromErrno(r, what));
   MessagePtr message(raw);
   r = sd_bus_message_append(message.get(), "ss", unit.c_str(), "replace");
-  if (r < 0) return failEarly(core::Status::fromErrno(r, what));
+  if (r < 0) return failSoon(job, core::Status::fromErrno(r, what));
   sd_bus_slot* slot = nullptr;
   r = sd_bus_call_async(bus_.get(), &slot, message.get(), &BusSystemdManager::onJobQueued, &job,
                         toUsec(kCallTimeout));
-  if (r < 0) return failEarly(core::Status::fromErrno(r, what));
+  if (r < 0) return failSoon(job, core::Status::fromErrno(r, what));
   job.pendingCall.reset(slot);
   job.timer->armIn(jobTimeout_);
 }
@@ -382,9 +441,12 @@ void BusSystemdManager::runJob(JobKind kind, const std::string& unit, JobCallbac
 int BusSystemdManager::onJobQueued(sd_bus_message* reply, void* userdata, sd_bus_error*) {
   Job& job = *static_cast<Job*>(userdata);
   BusSystemdManager& self = *job.manager;
-  const std::string what = std::string(jobVerb(job.kind)) + " " + job.unit;
+  const std::string what = jobName(job.kind, job.unit);
   if (sd_bus_message_is_method_error(reply, nullptr)) {
-    self.finishJob(job.id, busReplyStatus(what, reply));
+    // sd-bus fails the calls in flight when the connection drops.
+    const bool lost = sd_bus_is_open(sd_bus_message_get_bus(reply)) <= 0;
+    self.finishJob(job.id,
+                   lost ? connectionLostStatus(job.kind, job.unit) : busReplyStatus(what, reply));
     return 0;
   }
   const char* path = nullptr;

@@ -8,25 +8,23 @@
 #include <vector>
 
 #include "agent/core/clock.h"
+#include "agent/core/loop.h"
 #include "agent/core/status.h"
 #include "agent/systemd/bus_handles.h"
 #include "agent/systemd/systemd_manager.h"
-
-namespace nodewarden::core {
-class Loop;
-}
 
 namespace nodewarden::systemd {
 
 // SystemdManager over sd-bus, attached to the agent's loop. Connects as
 // systemctl does as root: systemd's private socket, which works while
-// dbus-daemon is down, else the system bus. A connection that dropped (systemd
-// re-executed) is replaced on the next call; jobs queued before the drop still
-// complete if a later call reconnects in time, or else time out.
+// dbus-daemon is down, else the system bus. When the connection drops (systemd
+// re-executed), the manager reconnects from the loop, or at the next call if
+// that fails, and fails the jobs in flight at once: systemd's word on how they
+// end went with the connection.
 //
-// Use it from the loop thread only. Synchronous calls block the loop for at
-// most 25 s (60 s for a daemon-reload). Destroying the manager drops the jobs
-// in flight without calling their callbacks.
+// Use it from the loop thread only. Synchronous calls, and reconnecting, block
+// the loop for at most 25 s (60 s for a daemon-reload). Destroying the manager
+// drops the jobs in flight without calling their callbacks.
 class BusSystemdManager final : public SystemdManager {
  public:
   // `jobTimeout` bounds each runJob(), from the call to systemd's JobRemoved.
@@ -62,6 +60,10 @@ class BusSystemdManager final : public SystemdManager {
 
   core::Status ensureConnected();
   core::Status connectBus();
+  // Ends the job with `failure` from the loop, outside the caller's callback.
+  void failSoon(Job& job, core::Status failure);
+  // The deferred work: reconnecting after a disconnect, and failing jobs.
+  void onDeferred();
   // A synchronous method call on the manager object or `path`; reconnects and
   // retries once when the connection turns out to have dropped.
   core::Result<MessagePtr> call(const std::string& what, const char* path, const char* interface,
@@ -72,6 +74,7 @@ class BusSystemdManager final : public SystemdManager {
   static int onJobQueued(sd_bus_message* reply, void* userdata, sd_bus_error* error);
   static int onJobRemoved(sd_bus_message* signal, void* userdata, sd_bus_error* error);
   static int onUnitResult(sd_bus_message* reply, void* userdata, sd_bus_error* error);
+  static int onDisconnected(sd_bus_message* signal, void* userdata, sd_bus_error* error);
   void finishJob(uint64_t id, core::Status result);
 
   core::Loop& loop_;
@@ -83,6 +86,10 @@ class BusSystemdManager final : public SystemdManager {
   // connection really closes.
   BusPtr bus_;
   SlotPtr jobRemovedSlot_;
+  SlotPtr disconnectedSlot_;
+  core::EventSource deferred_;
+  bool reconnectPending_ = false;
+  std::vector<uint64_t> failing_;  // jobs that onDeferred() ends with their failure
   uint64_t nextJobId_ = 1;
   std::unordered_map<uint64_t, std::unique_ptr<Job>> jobs_;
   std::unordered_map<std::string, uint64_t> jobsByPath_;  // queued in systemd, by job object path

@@ -88,6 +88,20 @@ TEST(LoopTest, ASignalThatCannotBeWatchedIsNotLeftBlocked) {
   EXPECT_FALSE(sigismember(&blocked, SIGUSR1));
 }
 
+TEST(LoopTest, ADeferredSourceRunsOncePerEnable) {
+  auto loop = makeLoop();
+  int runs = 0;
+  auto deferred = loop->addDefer([&] { ++runs; });
+  ASSERT_TRUE(deferred.isOk()) << deferred.status().message();
+  ASSERT_GE(sd_event_source_set_enabled(deferred->get(), SD_EVENT_ONESHOT), 0);
+  ASSERT_TRUE(loop->runUntil([&] { return runs > 0; }).isOk());
+  // Disabled again: the next iteration waits for the posted callback only.
+  bool posted = false;
+  loop->post([&] { posted = true; });
+  ASSERT_TRUE(loop->runUntil([&] { return posted; }).isOk());
+  EXPECT_EQ(runs, 1);
+}
+
 TEST(LoopTest, ChildExitIsDeliveredWithItsStatus) {
   auto loop = makeLoop();
   // The child signal must be blocked for sd-event to watch children.

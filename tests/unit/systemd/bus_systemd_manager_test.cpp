@@ -392,23 +392,71 @@ TEST_F(BusSystemdManagerTest, AJobTimesOutOnTheClockAndItsLateResultIsIgnored) {
   EXPECT_EQ(slow->size(), 1u);
 }
 
-TEST_F(BusSystemdManagerTest, ReconnectsOnTheNextCallAfterTheConnectionDropped) {
+TEST_F(BusSystemdManagerTest, ReconnectsAndResubscribesAsSoonAsTheConnectionDrops) {
   peer_.dropConnections();
-  // The loop notices the drop when it runs, the manager at its next call.
-  auto noticed = realTime_->createTimer([] {});
-  noticed->armIn(50ms);
-  runUntil([&] { return !noticed->armed(); });
+  runUntil([&] { return peer_.calls().size() == 2; });
+  EXPECT_THAT(peer_.calls(), ElementsAre("Subscribe", "Subscribe"));
+  EXPECT_EQ(peer_.accepted(), 2);
+  EXPECT_EQ(manager_->address(), peer_.address());
 
   EXPECT_TRUE(manager_->unitStatus("kubelet.service").isOk());
   EXPECT_EQ(peer_.accepted(), 2);
+  // JobRemoved is watched on the new connection.
   peer_.finishJobsWith("a.service", "done");
   EXPECT_TRUE(runJobToEnd(JobKind::kStart, "a.service").isOk());
+}
+
+TEST_F(BusSystemdManagerTest, AJobInFlightFailsAtOnceWhenTheConnectionDrops) {
+  auto lost = runJob(JobKind::kStart, "slow.service");
+  runUntil([&] { return peer_.lastJob() == 1; });
+  peer_.dropConnections();
+  // Without advancing the clock to the job timeout.
+  runUntil([&] { return !lost->empty(); });
+  ASSERT_EQ(lost->size(), 1u);
+  EXPECT_EQ(lost->front().message(),
+            "start slow.service: connection to systemd lost while waiting for the job");
+
+  // A JobRemoved for it on the new connection changes nothing.
+  runUntil([&] { return peer_.accepted() == 2; });
+  peer_.removeJob(1, "slow.service", "done");
+  peer_.finishJobsWith("next.service", "done");
+  EXPECT_TRUE(runJobToEnd(JobKind::kStart, "next.service").isOk());
+  EXPECT_EQ(lost->size(), 1u);
+}
+
+TEST_F(BusSystemdManagerTest, AJobInFlightFailsWhenACallReconnects) {
+  auto lost = runJob(JobKind::kStart, "slow.service");
+  runUntil([&] { return peer_.lastJob() == 1; });
+  peer_.dropConnections();
+  EXPECT_TRUE(manager_->unitStatus("kubelet.service").isOk());
+  EXPECT_TRUE(lost->empty()) << "the job's callback ran inside unitStatus()";
+  runUntil([&] { return !lost->empty(); });
+  EXPECT_EQ(lost->front().message(),
+            "start slow.service: connection to systemd lost while waiting for the job");
 }
 
 TEST_F(BusSystemdManagerTest, ReconnectsWhenACallFindsTheConnectionGone) {
   peer_.dropConnections();
   EXPECT_TRUE(manager_->unitStatus("kubelet.service").isOk());
   EXPECT_EQ(peer_.accepted(), 2);
+}
+
+TEST_F(BusSystemdManagerTest, ALostJobsCallbackMayDestroyTheManager) {
+  int calls = 0;
+  auto destroy = [&](core::Status) {
+    ++calls;
+    manager_.reset();
+  };
+  manager_->runJob(JobKind::kStart, "a.service", destroy);
+  manager_->runJob(JobKind::kStart, "b.service", destroy);
+  runUntil([&] { return peer_.lastJob() == 2; });
+  peer_.dropConnections();
+  runUntil([&] { return calls > 0; });
+  // The other job goes with the manager, without its callback.
+  bool later = false;
+  loop_->post([&] { later = true; });
+  runUntil([&] { return later; });
+  EXPECT_EQ(calls, 1);
 }
 
 TEST_F(BusSystemdManagerTest, DestroyingTheManagerDropsItsJobsQuietly) {

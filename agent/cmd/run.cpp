@@ -67,6 +67,7 @@ int run(int argc, char** argv) {
     NW_LOG(log, critical, "Failed to connect to systemd: {}", systemd.status().message());
     return kExitInvalid;
   }
+  NW_LOG(log, debug, "Connected to systemd through {}", (*systemd)->address());
 
   daemon::SdServiceNotifier notifier;
   daemon::InotifyFileWatcher watcher(**loop);

@@ -14,7 +14,6 @@
 #include <optional>
 #include <string>
 
-#include "agent/core/log.h"
 #include "agent/core/loop.h"
 #include "agent/systemd/bus_systemd_manager.h"
 
@@ -23,17 +22,6 @@ namespace {
 
 using namespace std::chrono_literals;
 using Code = core::Status::Code;
-
-// The manager's debug messages (connections, jobs queued and removed) go to
-// stderr, next to the test output.
-class DebugLogging : public ::testing::Environment {
- public:
-  void SetUp() override {
-    core::log::setUp(core::log::Destination::kConsole, spdlog::level::debug);
-  }
-};
-[[maybe_unused]] const auto* const kDebugLogging =
-    ::testing::AddGlobalTestEnvironment(new DebugLogging);
 
 const std::filesystem::path kUnitDirectory = "/etc/systemd/system";
 
@@ -69,6 +57,8 @@ class SystemdClientTest : public ::testing::Test {
     auto manager = BusSystemdManager::connect(*loop_, *clock_, jobTimeout);
     ASSERT_TRUE(manager.isOk()) << manager.status().message();
     manager_ = std::move(manager).value();
+    // The pytest wrapper checks which way the manager reached systemd.
+    std::cerr << "connected to systemd through " << manager_->address() << "\n";
   }
 
   void writeUnit(const std::string& name, const std::string& content) {

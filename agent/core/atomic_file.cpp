@@ -8,18 +8,12 @@
 #include <cerrno>
 #include <random>
 
+#include "agent/core/paths.h"
 #include "agent/core/unique_fd.h"
 
 namespace nodewarden::core {
 
 namespace {
-
-std::string parentOf(const std::string& path) {
-  auto slash = path.rfind('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
-}
 
 Status writeAll(int fd, std::string_view data, const std::string& path) {
   while (!data.empty()) {
@@ -58,7 +52,7 @@ Result<UniqueFd> openTemporary(const std::string& directory, const std::string& 
 }  // namespace
 
 Status syncParentDirectory(const std::string& path) {
-  const std::string directory = parentOf(path);
+  const std::string directory = parentDirectory(path);
   UniqueFd fd(::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!fd.isValid()) return Status::fromErrno(errno, "open " + directory);
   if (::fsync(fd.get()) < 0) return Status::fromErrno(errno, "fsync " + directory);
@@ -67,7 +61,7 @@ Status syncParentDirectory(const std::string& path) {
 
 Status writeFileAtomic(const std::string& path, std::string_view data,
                        const FileAttributes& attributes) {
-  const std::string directory = parentOf(path);
+  const std::string directory = parentDirectory(path);
   std::string namedTemporary;
   auto fd = openTemporary(directory, path, namedTemporary);
   if (!fd) return fd.status();

@@ -95,23 +95,17 @@ core::Status FakeSystemdManager::daemonReload() {
 }
 
 core::Status FakeSystemdManager::enableUnitFiles(const std::vector<std::string>& units) {
-  const std::string call = joined("enable", units);
-  if (core::Status s = record(call); !s) return s;
-  for (const std::string& name : units) {
-    auto it = units_.find(name);
-    if (it == units_.end() || !it->second.fileExists) {
-      return core::Status::notFound(call + ": Unit file " + name + " does not exist.");
-    }
-  }
-  for (const std::string& name : units) {
-    Unit& model = units_[name];
-    if (model.status.unitFileState != "static") model.fileStateOnDisk = "enabled";
-  }
-  return core::Status::ok();
+  return setFileState("enable", units, "enabled");
 }
 
 core::Status FakeSystemdManager::disableUnitFiles(const std::vector<std::string>& units) {
-  const std::string call = joined("disable", units);
+  return setFileState("disable", units, "disabled");
+}
+
+core::Status FakeSystemdManager::setFileState(const std::string& verb,
+                                              const std::vector<std::string>& units,
+                                              const std::string& state) {
+  const std::string call = joined(verb, units);
   if (core::Status s = record(call); !s) return s;
   for (const std::string& name : units) {
     auto it = units_.find(name);
@@ -121,7 +115,7 @@ core::Status FakeSystemdManager::disableUnitFiles(const std::vector<std::string>
   }
   for (const std::string& name : units) {
     Unit& model = units_[name];
-    if (model.status.unitFileState != "static") model.fileStateOnDisk = "disabled";
+    if (model.status.unitFileState != "static") model.fileStateOnDisk = state;
   }
   return core::Status::ok();
 }

@@ -73,6 +73,9 @@ class FakeSystemdManager final : public SystemdManager {
   void runJob(JobKind kind, const std::string& unit, JobCallback done) override;
 
  private:
+  // enable and disable: record the call, then change the links on "disk".
+  core::Status setFileState(const std::string& verb, const std::vector<std::string>& units,
+                            const std::string& state);
   struct Unit {
     UnitStatus status;
     bool fileExists = false;

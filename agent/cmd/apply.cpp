@@ -46,7 +46,7 @@ int apply(int argc, char** argv) {
   const bool json = arguments.has("json");
   core::Duration jobTimeout = std::chrono::seconds(90);
   if (auto text = arguments.value("job-timeout")) {
-    auto timeout = core::parseDuration(*text);
+    auto timeout = daemon::parsePositiveDuration(*text);
     if (!timeout) {
       std::cerr << "nodewarden-agent apply: --job-timeout: " << timeout.status().message() << "\n";
       return kExitUsage;
@@ -67,6 +67,38 @@ int apply(int argc, char** argv) {
     return kExitInvalid;
   }
 
+  // A dry run only reads: it creates no state directory and takes no lock.
+  std::string stateDir = daemon::stateDirectoryPath();
+  std::optional<core::FileLock> lock;
+  if (!dryRun) {
+    auto created = daemon::stateDirectory();
+    if (!created) {
+      std::cerr << "nodewarden-agent apply: " << created.status().message() << "\n";
+      return kExitInvalid;
+    }
+    stateDir = *created;
+    // The daemon may be converging right now: take turns, and plan only once
+    // it is done. Waiting happens before connecting to systemd, so no signal
+    // piles up for a client that is not listening.
+    const std::string lockPath = stateDir + "/" + daemon::kConvergeLockName;
+    auto held = core::FileLock::tryAcquire(lockPath);
+    if (!held && held.status().code() == core::Status::Code::kFailedPrecondition) {
+      std::cerr << "nodewarden-agent apply: waiting for the converge in progress to finish\n";
+      held = core::FileLock::acquire(lockPath);
+    }
+    if (!held) {
+      std::cerr << "nodewarden-agent apply: " << held.status().message() << "\n";
+      return kExitInvalid;
+    }
+    lock = std::move(*held);
+  }
+  converge::RestartLedger ledger(stateDir + "/" + daemon::kRestartLedgerName);
+  auto owed = ledger.owed();
+  if (!owed) {
+    std::cerr << "nodewarden-agent apply: " << owed.status().message() << "\n";
+    return kExitInvalid;
+  }
+
   auto loop = core::Loop::create();
   if (!loop) {
     std::cerr << "nodewarden-agent apply: " << loop.status().message() << "\n";
@@ -79,32 +111,8 @@ int apply(int argc, char** argv) {
               << "\n";
     return kExitInvalid;
   }
-
-  // A dry run reads the ledger but never changes it.
-  auto stateDir = daemon::stateDirectory();
-  if (!stateDir) {
-    std::cerr << "nodewarden-agent apply: " << stateDir.status().message() << "\n";
-    return kExitInvalid;
-  }
-  converge::RestartLedger ledger(*stateDir + "/" + daemon::kRestartLedgerName);
-  // The daemon may be converging right now: take turns, and plan only once
-  // it is done.
-  std::optional<core::FileLock> lock;
-  if (!dryRun) {
-    const std::string lockPath = *stateDir + "/" + daemon::kConvergeLockName;
-    auto held = core::FileLock::tryAcquire(lockPath);
-    if (!held) {
-      std::cerr << "nodewarden-agent apply: waiting for the converge in progress to finish\n";
-      held = core::FileLock::acquire(lockPath);
-    }
-    if (!held) {
-      std::cerr << "nodewarden-agent apply: " << held.status().message() << "\n";
-      return kExitInvalid;
-    }
-    lock = std::move(*held);
-  }
   converge::Planner planner(**systemd, "");
-  auto plan = planner.plan(*loaded.state, ledger.owed());
+  auto plan = planner.plan(*loaded.state, *owed);
   if (!plan) {
     std::cerr << path << ": cannot apply, nothing was changed: " << plan.status().message() << "\n";
     return kExitInvalid;

@@ -116,8 +116,8 @@ void Executor::apply(Plan plan, Done done, std::function<void()> jobsQueued) {
     if (jobsQueued) jobsQueued();
     return finish();
   }
-  // A job may finish, and with the last one the run, before runJob returns:
-  // nothing here touches the run after queuing.
+  // SystemdManager never calls back before runJob returns, so the run is
+  // still in place until jobsQueued() below.
   for (const Queued& queued : queue) {
     systemd_.runJob(queued.kind, queued.unit,
                     [this, job = queued.job, alive = alive_](core::Status status) {

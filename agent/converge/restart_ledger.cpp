@@ -15,11 +15,14 @@ constexpr size_t kMaxLedgerBytes = 1 << 20;
 
 }  // namespace
 
-std::set<std::string> RestartLedger::owed() const {
+core::Result<std::set<std::string>> RestartLedger::owed() const {
   std::set<std::string> units;
   if (path_.empty()) return units;
   auto text = core::readFile(path_, kMaxLedgerBytes);
-  if (!text) return units;
+  if (!text) {
+    if (text.status().code() == core::Status::Code::kNotFound) return units;
+    return text.status().withContext("read owed restarts");
+  }
   std::istringstream lines(*text);
   for (std::string line; std::getline(lines, line);) {
     if (!line.empty()) units.insert(line);

@@ -17,7 +17,9 @@ class RestartLedger final {
   explicit RestartLedger(std::string path) : path_(std::move(path)) {}
 
   // Units whose restart an earlier run owed; none when there is no ledger.
-  std::set<std::string> owed() const;
+  // A ledger that exists but cannot be read is an error: planning without it
+  // would lose those restarts for good.
+  core::Result<std::set<std::string>> owed() const;
   // Replaces the ledger with `units`, durably, before the run changes anything.
   core::Status record(const std::set<std::string>& units);
   // The run's jobs are done: only the restarts that did not happen (skipped,

@@ -39,9 +39,8 @@ core::Result<AgentConfig> loadAgentConfig(const std::string& path) {
   }
   auto duration = [&](const std::string& field, const std::string& value, core::Duration& out) {
     if (value.empty()) return;
-    auto parsed = core::parseDuration(value);
+    auto parsed = parsePositiveDuration(value);
     if (!parsed) return fail(field, parsed.status().message());
-    if (*parsed <= core::Duration::zero()) return fail(field, "must be longer than 0");
     out = *parsed;
   };
   duration("driftCheckInterval", message.drift_check_interval(), config.driftCheckInterval);
@@ -59,15 +58,28 @@ core::Result<AgentConfig> loadAgentConfig(const std::string& path) {
   return core::Status::invalidArgument(all);
 }
 
-core::Result<std::string> stateDirectory() {
+std::string stateDirectoryPath() {
   const char* fromSystemd = std::getenv("STATE_DIRECTORY");
   // systemd may pass several, colon-separated; the unit declares one.
   std::string directory = fromSystemd ? fromSystemd : "/var/lib/nodewarden";
-  directory = directory.substr(0, directory.find(':'));
+  return directory.substr(0, directory.find(':'));
+}
+
+core::Result<std::string> stateDirectory() {
+  std::string directory = stateDirectoryPath();
   if (::mkdir(directory.c_str(), 0700) < 0 && errno != EEXIST) {
     return core::Status::fromErrno(errno, "create " + directory);
   }
   return directory;
+}
+
+core::Result<core::Duration> parsePositiveDuration(std::string_view text) {
+  auto parsed = core::parseDuration(text);
+  if (!parsed) return parsed.status();
+  if (*parsed <= core::Duration::zero()) {
+    return core::Status::invalidArgument("must be longer than 0");
+  }
+  return parsed;
 }
 
 }  // namespace nodewarden::daemon

@@ -3,6 +3,7 @@
 #include <spdlog/common.h>
 
 #include <string>
+#include <string_view>
 
 #include "agent/core/clock.h"
 #include "agent/core/status.h"
@@ -24,6 +25,11 @@ core::Result<AgentConfig> loadAgentConfig(const std::string& path);
 // Where the agent keeps its state: systemd's $STATE_DIRECTORY, otherwise
 // /var/lib/nodewarden, created (0700) when missing.
 core::Result<std::string> stateDirectory();
+// The same path, without creating anything (for commands that only read).
+std::string stateDirectoryPath();
+
+// A duration for a setting that must be longer than zero ("90s").
+core::Result<core::Duration> parsePositiveDuration(std::string_view text);
 
 // The file in the state directory that holds restarts owed by a run that was
 // interrupted (see converge::RestartLedger).

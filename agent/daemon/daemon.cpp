@@ -42,7 +42,8 @@ Daemon::Daemon(core::Clock& clock, systemd::SystemdManager& systemd, ServiceNoti
       settleTimer_(clock.createTimer([this] { requestConverge("state file changed"); })),
       lockRetryTimer_(clock.createTimer([this] { requestConverge("retry"); })) {}
 
-Daemon::~Daemon() = default;
+// The watcher's callback points here; it must not outlive the daemon.
+Daemon::~Daemon() { watcher_.stop(); }
 
 void Daemon::start() {
   loadLastApplied();
@@ -120,11 +121,20 @@ void Daemon::converge(const std::string& reason) {
   // One converge at a time on a node: a one-shot apply may hold the lock.
   auto lock = core::FileLock::tryAcquire(lockPath_);
   if (!lock) {
-    NW_LOG(kLog, info, "Waiting to converge ({}): {}", reason, lock.status().message());
-    lockRetryTimer_->armIn(kLockRetryDelay);
-    return;
+    if (lock.status().code() == core::Status::Code::kFailedPrecondition) {
+      if (!lockRetryTimer_->armed()) {
+        NW_LOG(kLog, info, "Waiting to converge ({}): {}", reason, lock.status().message());
+      }
+      lockRetryTimer_->armIn(kLockRetryDelay);
+      return;
+    }
+    // Not busy but broken (the state directory gone, say): waiting won't help.
+    planError_ = lock.status().message();
+    NW_LOG(kLog, err, "Cannot converge: {}", planError_);
+    return finished(std::nullopt);
   }
   lock_ = std::move(*lock);
+  lockRetryTimer_->cancel();
   NW_LOG(kLog, debug, "Converging ({})", reason);
   if (!watcher_.watching()) {
     // Missing at start, or moved by a reload: retried at every converge.
@@ -134,17 +144,23 @@ void Daemon::converge(const std::string& reason) {
     }
   }
 
+  planError_.clear();
+  auto owed = ledger_.owed();
+  if (!owed) {
+    planError_ = owed.status().message();
+    NW_LOG(kLog, err, "Cannot converge: {}", planError_);
+    return finished(std::nullopt);
+  }
   const v1::NodeState* target = chooseState();
   if (target == nullptr) return finished(std::nullopt);
-  auto plan = planner_.plan(*target, ledger_.owed());
-  planError_.clear();
+  auto plan = planner_.plan(*target, *owed);
   if (!plan) {
     planError_ = plan.status().message();
     NW_LOG(kLog, err, "Cannot apply the state, nothing of it was changed: {}", planError_);
     candidate_.reset();
     if (!lastGood_ || target == &*lastGood_) return finished(std::nullopt);
     NW_LOG(kLog, err, "Enforcing the last good state");
-    plan = planner_.plan(*lastGood_, ledger_.owed());
+    plan = planner_.plan(*lastGood_, *owed);
     if (!plan) {
       NW_LOG(kLog, err, "Cannot apply the last good state either: {}", plan.status().message());
       return finished(std::nullopt);

@@ -28,11 +28,12 @@ class InotifyFileWatcher final : public FileWatcher {
 
   core::Status watch(const std::string& path, std::function<void()> changed) override;
   void stop() override { source_.reset(); }
-  bool watching() const override { return static_cast<bool>(source_); }
+  bool watching() const override { return source_ && !gone_; }
 
  private:
   core::Loop& loop_;
   core::EventSource source_;
+  bool gone_ = false;  // the watched directory was removed or moved
 };
 
 }  // namespace nodewarden::daemon

@@ -443,10 +443,13 @@ int BusSystemdManager::onJobQueued(sd_bus_message* reply, void* userdata, sd_bus
   BusSystemdManager& self = *job.manager;
   const std::string what = jobName(job.kind, job.unit);
   if (sd_bus_message_is_method_error(reply, nullptr)) {
-    // sd-bus fails the calls in flight when the connection drops.
-    const bool lost = sd_bus_is_open(sd_bus_message_get_bus(reply)) <= 0;
-    self.finishJob(job.id,
-                   lost ? connectionLostStatus(job.kind, job.unit) : busReplyStatus(what, reply));
+    // sd-bus fails the calls in flight when the connection drops. Delivered
+    // later: the callback could replace the connection that is dispatching.
+    if (sd_bus_is_open(sd_bus_message_get_bus(reply)) <= 0) {
+      self.failSoon(job, connectionLostStatus(job.kind, job.unit));
+      return 0;
+    }
+    self.finishJob(job.id, busReplyStatus(what, reply));
     return 0;
   }
   const char* path = nullptr;

@@ -1,6 +1,8 @@
 // What a run finds after an earlier run was killed half-way: restarts it owed
 // and temporary files it left. The next run finishes the job.
 
+#include <sys/stat.h>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -55,7 +57,8 @@ TEST_F(InterruptionTest, RestartIsOnRecordWhileItsFilesChangeAndSettledAfter) {
   std::vector<std::string> onRecordAtJob;
   systemd_.onJob([&](const std::string&) {
     const auto owed = ledger_.owed();
-    onRecordAtJob.assign(owed.begin(), owed.end());
+    ASSERT_TRUE(owed.isOk());
+    onRecordAtJob.assign(owed->begin(), owed->end());
   });
   auto plan = planner_.plan(load(kState));
   ASSERT_TRUE(plan.isOk());
@@ -64,7 +67,7 @@ TEST_F(InterruptionTest, RestartIsOnRecordWhileItsFilesChangeAndSettledAfter) {
 
   EXPECT_EQ(report.failed(), 0u);
   EXPECT_THAT(onRecordAtJob, ElementsAre("app.service"));
-  EXPECT_THAT(ledger_.owed(), IsEmpty());
+  EXPECT_THAT(*ledger_.owed(), IsEmpty());
   EXPECT_FALSE(exists("/restarts-owed"));
 }
 
@@ -72,7 +75,7 @@ TEST_F(InterruptionTest, RestartOwedByAKilledRunIsDoneEvenThoughTheFilesMatch) {
   write("/etc/app/app.conf", "listen = 8080\n");  // the killed run wrote it
   ASSERT_TRUE(ledger_.record({"app.service"}).isOk());
 
-  auto plan = planner_.plan(load(kState), ledger_.owed());
+  auto plan = planner_.plan(load(kState), *ledger_.owed());
   ASSERT_TRUE(plan.isOk());
   EXPECT_THAT(actions(plan->changes), ElementsAre("restart unit app.service"));
   EXPECT_EQ(plan->changes[0].detail, "owed by an interrupted run");
@@ -83,7 +86,7 @@ TEST_F(InterruptionTest, RestartOwedByAKilledRunIsDoneEvenThoughTheFilesMatch) {
   EXPECT_THAT(fake_.changes(), ElementsAre("restart app.service"));
   EXPECT_FALSE(exists("/restarts-owed"));
 
-  auto next = planner_.plan(load(kState), ledger_.owed());
+  auto next = planner_.plan(load(kState), *ledger_.owed());
   ASSERT_TRUE(next.isOk());
   EXPECT_TRUE(next->empty());
 }
@@ -96,7 +99,7 @@ TEST_F(InterruptionTest, RestartThatFailedStaysOwed) {
   Report report = applyWithLedger(std::move(*plan));
 
   EXPECT_EQ(report.exitCode(), 6);
-  EXPECT_THAT(ledger_.owed(), ElementsAre("app.service"));
+  EXPECT_THAT(*ledger_.owed(), ElementsAre("app.service"));
 }
 
 TEST_F(InterruptionTest, OwedRestartOfAUnitNoLongerRunningIsDropped) {
@@ -104,11 +107,18 @@ TEST_F(InterruptionTest, OwedRestartOfAUnitNoLongerRunningIsDropped) {
   ASSERT_TRUE(ledger_.record({"app.service"}).isOk());
   setActiveState("app.service", "failed");
 
-  auto plan = planner_.plan(load(kState), ledger_.owed());
+  auto plan = planner_.plan(load(kState), *ledger_.owed());
   ASSERT_TRUE(plan.isOk());
   EXPECT_THAT(actions(plan->changes), ElementsAre("start unit app.service"));
   applyWithLedger(std::move(*plan));
   EXPECT_FALSE(exists("/restarts-owed"));
+}
+
+TEST_F(InterruptionTest, LedgerThatCannotBeReadIsAnErrorNotANothingOwed) {
+  ASSERT_EQ(::mkdir(hostPath("/restarts-owed").c_str(), 0700), 0);  // read() fails: EISDIR
+  auto owed = ledger_.owed();
+  ASSERT_FALSE(owed.isOk());
+  EXPECT_THAT(owed.status().message(), ::testing::HasSubstr("read owed restarts"));
 }
 
 TEST_F(InterruptionTest, TemporaryFileLeftByAKilledWriteIsRemoved) {

@@ -327,6 +327,34 @@ TEST_F(DaemonTest, WaitsForTheConvergeLockAndRetries) {
   EXPECT_TRUE(notifier_.isReady());
 }
 
+TEST_F(DaemonTest, ALockThatCannotBeOpenedIsReportedNotWaitedFor) {
+  writeState(kGoodBody);
+  // A directory where the lock file should be: open() fails, nobody holds it.
+  std::filesystem::create_directories(stateDirectory_ + "/" + kConvergeLockName);
+
+  start();
+
+  EXPECT_TRUE(notifier_.isReady());
+  EXPECT_THAT(notifier_.messages().back(), HasSubstr("Cannot apply the state: open "));
+  EXPECT_FALSE(exists(nodePath("/srv/app/app.conf")));
+}
+
+TEST_F(DaemonTest, ARetryNoLongerDueOnceAnotherTriggerTookTheLock) {
+  writeState(kGoodBody);
+  auto lock = core::FileLock::tryAcquire(stateDirectory_ + "/" + kConvergeLockName);
+  ASSERT_TRUE(lock) << lock.status().message();
+  std::optional<core::FileLock> held(std::move(*lock));
+  start();  // waits, retry armed
+  held.reset();
+  daemon_->requestConverge("reload");  // takes the lock before the retry is due
+  fake_.completeJobs();
+  const size_t converged = messages();
+
+  clock_.advance(kLockRetryDelay);
+
+  EXPECT_EQ(messages(), converged) << "the stale retry converged again";
+}
+
 TEST_F(DaemonTest, ARestartWithAnInvalidStateEnforcesTheLastApplied) {
   startConverged(kGoodBody);
   changeState(kInvalidBody);

@@ -144,6 +144,11 @@ class LoopProcessRunner::Child final {
     start_ = runner_.clock_.now();
 
     if (Status s = watch(std::move(outRead), std::move(errRead), std::move(inWrite)); !s) {
+      // Unwatched first: sd-event must not wait for the child reaped here.
+      childSource_.reset();
+      stdout_.source.reset();
+      stderr_.source.reset();
+      stdinSource_.reset();
       ::kill(-pid_, SIGKILL);
       while (::waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
       }

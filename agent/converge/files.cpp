@@ -1,8 +1,6 @@
 #include <dirent.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <memory>
 #include <string_view>
 
@@ -66,13 +64,8 @@ void planLeftovers(const std::string& directory, PlanContext& context) {
     if (!std::string_view(entry->d_name).starts_with(core::kTemporaryFilePrefix)) continue;
     const std::string path = (directory == "/" ? "" : directory) + "/" + entry->d_name;
     const size_t change = context.plan.add("file " + path, "delete", "left by an interrupted run");
-    context.plan.steps.push_back(
-        Step{change, {}, [hostPath = context.hostPath(path)]() -> core::Status {
-               if (::unlink(hostPath.c_str()) < 0 && errno != ENOENT) {
-                 return core::Status::fromErrno(errno, "delete " + hostPath);
-               }
-               return core::Status::ok();
-             }});
+    context.plan.steps.push_back(Step{
+        change, {}, [hostPath = context.hostPath(path)] { return core::removePath(hostPath); }});
   }
 }
 
@@ -175,12 +168,7 @@ void planAbsentFiles(const v1::NodeState& state, PlanContext& context) {
     }
     const size_t change = context.plan.add("file " + file.path(), "delete", "");
     context.contentSteps[file.path()] = context.plan.steps.size();
-    context.plan.steps.push_back(Step{change, {}, [path]() -> core::Status {
-                                        if (::unlink(path.c_str()) < 0 && errno != ENOENT) {
-                                          return core::Status::fromErrno(errno, "delete " + path);
-                                        }
-                                        return core::syncParentDirectory(path);
-                                      }});
+    context.plan.steps.push_back(Step{change, {}, [path] { return core::removePath(path); }});
   }
 }
 
@@ -226,12 +214,8 @@ void planDirectoryRemovals(const v1::NodeState& state, PlanContext& context) {
     }
     if (!observed->exists) continue;
     const size_t change = context.plan.add("directory " + directory->path(), "delete", "");
-    context.plan.steps.push_back(Step{change, {}, [path]() -> core::Status {
-                                        if (::rmdir(path.c_str()) < 0 && errno != ENOENT) {
-                                          return core::Status::fromErrno(errno, "delete " + path);
-                                        }
-                                        return core::syncParentDirectory(path);
-                                      }});
+    // Only an empty directory goes: remove() refuses one that still holds files.
+    context.plan.steps.push_back(Step{change, {}, [path] { return core::removePath(path); }});
   }
 }
 

@@ -1,8 +1,5 @@
 #include "agent/converge/restart_ledger.h"
 
-#include <unistd.h>
-
-#include <cerrno>
 #include <sstream>
 
 #include "agent/core/atomic_file.h"
@@ -43,12 +40,8 @@ core::Status RestartLedger::record(const std::set<std::string>& units) {
 core::Status RestartLedger::settle(const std::set<std::string>& stillOwed) {
   if (path_.empty()) return core::Status::ok();
   if (!stillOwed.empty()) return record(stillOwed);
-  if (::unlink(path_.c_str()) < 0) {
-    // Most runs owe nothing, and then there is nothing to remove.
-    if (errno == ENOENT) return core::Status::ok();
-    return core::Status::fromErrno(errno, "remove " + path_);
-  }
-  return core::syncParentDirectory(path_);
+  // Most runs owe nothing, and then there is nothing to remove.
+  return core::removePath(path_);
 }
 
 }  // namespace nodewarden::converge

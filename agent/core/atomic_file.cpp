@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <random>
 
 #include "agent/core/paths.h"
@@ -57,6 +58,14 @@ Status syncParentDirectory(const std::string& path) {
   if (!fd.isValid()) return Status::fromErrno(errno, "open " + directory);
   if (::fsync(fd.get()) < 0) return Status::fromErrno(errno, "fsync " + directory);
   return Status::ok();
+}
+
+Status removePath(const std::string& path) {
+  if (::remove(path.c_str()) < 0) {
+    if (errno == ENOENT) return Status::ok();
+    return Status::fromErrno(errno, "delete " + path);
+  }
+  return syncParentDirectory(path);
 }
 
 Status writeFileAtomic(const std::string& path, std::string_view data,

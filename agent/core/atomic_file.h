@@ -31,6 +31,10 @@ Status writeFileAtomic(const std::string& path, std::string_view data,
 // Reads a whole file, refusing files larger than `maxBytes`.
 Result<std::string> readFile(const std::string& path, size_t maxBytes);
 
+// Removes the file or empty directory at `path` durably (the directory that
+// held it is fsynced). A path that is already gone is not an error.
+Status removePath(const std::string& path);
+
 // fsyncs the directory that holds `path`, making a rename or unlink in it durable.
 Status syncParentDirectory(const std::string& path);
 

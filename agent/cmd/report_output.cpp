@@ -19,6 +19,8 @@ const char* outcomeName(converge::Change::Outcome outcome) {
       return "failed";
     case converge::Change::Outcome::kSkipped:
       return "skipped";
+    case converge::Change::Outcome::kNotApplicable:
+      return "n/a";
   }
   return "unknown";
 }
@@ -32,12 +34,24 @@ void printChange(const converge::Change& change, std::ostream& out) {
 }  // namespace
 
 void printPlan(const std::vector<converge::Change>& changes, std::ostream& out) {
-  if (changes.empty()) {
-    out << "Plan: no changes, the node is in its desired state.\n";
-    return;
+  size_t planned = 0;
+  for (const auto& change : changes) {
+    planned += change.outcome != converge::Change::Outcome::kNotApplicable;
   }
-  out << "Plan: " << changes.size() << (changes.size() == 1 ? " change" : " changes") << "\n";
-  for (const auto& change : changes) printChange(change, out);
+  if (planned == 0) {
+    out << "Plan: no changes, the node is in its desired state.\n";
+  } else {
+    out << "Plan: " << planned << (planned == 1 ? " change" : " changes") << "\n";
+    for (const auto& change : changes) {
+      if (change.outcome != converge::Change::Outcome::kNotApplicable) printChange(change, out);
+    }
+  }
+  // What this node cannot have is said every time, not hidden as "no changes".
+  for (const auto& change : changes) {
+    if (change.outcome != converge::Change::Outcome::kNotApplicable) continue;
+    out << "  " << std::left << std::setw(14) << "n/a" << change.resource << ": " << change.error
+        << "\n";
+  }
 }
 
 void printReport(const converge::Report& report, std::ostream& out) {

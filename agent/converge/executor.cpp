@@ -34,6 +34,8 @@ struct Executor::Run {
   Done done;
   core::MonotonicTime started;
   std::vector<bool> stepSucceeded;
+  size_t nextStep = 0;
+  std::function<void()> jobsQueuedCallback;
   size_t jobsPending = 0;
   size_t jobsQueued = 0;
   bool keepLedger = false;
@@ -63,6 +65,7 @@ void Executor::apply(Plan plan, Done done, std::function<void()> jobsQueued) {
     // for good: better to change nothing.
     if (core::Status s = restarts.empty() ? core::Status::ok() : ledger_->record(restarts); !s) {
       for (Change& change : changes) {
+        if (change.outcome != Change::Outcome::kPlanned) continue;
         change.outcome = Change::Outcome::kSkipped;
         change.error = "skipped: " + s.message();
       }
@@ -71,30 +74,66 @@ void Executor::apply(Plan plan, Done done, std::function<void()> jobsQueued) {
     }
   }
 
-  // A prerequisite that failed or was skipped, described for the report.
-  auto blockedBy = [&](const std::vector<size_t>& after) -> std::string {
-    for (size_t step : after) {
-      if (!run.stepSucceeded[step]) {
-        return "skipped: " + changes[run.plan.steps[step].change].resource + " was not changed";
-      }
-    }
-    return "";
-  };
+  run.jobsQueuedCallback = std::move(jobsQueued);
+  runSteps();
+}
 
-  for (size_t i = 0; i < run.plan.steps.size(); ++i) {
-    Step& step = run.plan.steps[i];
-    Change& change = changes[step.change];
+// A prerequisite that failed or was skipped, described for the report.
+std::string Executor::blockedBy(const std::vector<size_t>& after) const {
+  const Run& run = *running_;
+  for (size_t step : after) {
+    if (!run.stepSucceeded[step]) {
+      return "skipped: " + run.plan.changes[run.plan.steps[step].change].resource +
+             " was not changed";
+    }
+  }
+  return "";
+}
+
+void Executor::settleStep(size_t index, const core::Status& status) {
+  Run& run = *running_;
+  const Step& step = run.plan.steps[index];
+  run.stepSucceeded[index] = status.isOk();
+  auto settle = [&](size_t change) {
+    run.plan.changes[change].outcome =
+        status.isOk() ? Change::Outcome::kApplied : Change::Outcome::kFailed;
+    run.plan.changes[change].error = status.message();
+  };
+  settle(step.change);
+  for (size_t change : step.alsoChanges) settle(change);
+}
+
+// Runs steps from run.nextStep on until one has to wait, or all have run.
+void Executor::runSteps() {
+  Run& run = *running_;
+  auto& changes = run.plan.changes;
+  while (run.nextStep < run.plan.steps.size()) {
+    const size_t index = run.nextStep++;
+    Step& step = run.plan.steps[index];
     if (std::string blocked = blockedBy(step.after); !blocked.empty()) {
-      change.outcome = Change::Outcome::kSkipped;
-      change.error = blocked;
+      for (size_t change : step.alsoChanges) changes[change].error = blocked;
+      changes[step.change].error = blocked;
+      changes[step.change].outcome = Change::Outcome::kSkipped;
+      for (size_t change : step.alsoChanges) changes[change].outcome = Change::Outcome::kSkipped;
       continue;
     }
-    core::Status status = step.run();
-    run.stepSucceeded[i] = status.isOk();
-    change.outcome = status.isOk() ? Change::Outcome::kApplied : Change::Outcome::kFailed;
-    change.error = status.message();
+    if (step.start) {
+      step.start([this, index, alive = alive_](core::Status status) {
+        if (!*alive || !running_) return;
+        settleStep(index, status);
+        runSteps();
+      });
+      return;
+    }
+    settleStep(index, step.run());
   }
+  queueJobs();
+}
 
+void Executor::queueJobs() {
+  Run& run = *running_;
+  auto& changes = run.plan.changes;
+  std::function<void()> jobsQueued = std::move(run.jobsQueuedCallback);
   struct Queued {
     size_t job;
     systemd::JobKind kind;

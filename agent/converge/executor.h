@@ -9,7 +9,8 @@
 
 namespace nodewarden::converge {
 
-// Applies a plan: its steps in order, then all its jobs at once, and reports
+// Applies a plan: its steps in order, one at a time (a step may wait, on the
+// loop, for a child process or a download), then all its jobs at once, and reports
 // what became of every change. A step or job whose prerequisite failed is
 // skipped, not attempted; everything independent of a failure still runs.
 class Executor final {
@@ -30,6 +31,10 @@ class Executor final {
  private:
   struct Run;
 
+  std::string blockedBy(const std::vector<size_t>& after) const;
+  void settleStep(size_t index, const core::Status& status);
+  void runSteps();
+  void queueJobs();
   void finishJob(size_t job, core::Status status);
   void finish();
 

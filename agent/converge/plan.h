@@ -13,7 +13,9 @@ namespace nodewarden::converge {
 // One difference between the node and its desired state, and what was done
 // about it.
 struct Change {
-  enum class Outcome { kPlanned, kApplied, kFailed, kSkipped };
+  // kNotApplicable: the node cannot have this (a container that may not load
+  // a kernel module); reported, and neither a change nor a failure.
+  enum class Outcome { kPlanned, kApplied, kFailed, kSkipped, kNotApplicable };
 
   std::string resource;  // "file /etc/containerd/config.toml", "unit kubelet.service"
   std::string action;    // "create", "update", "delete", "enable", "start", "restart", ...
@@ -22,12 +24,22 @@ struct Change {
   std::string error;  // why it failed or was skipped
 };
 
-// A step changes one thing on the node, synchronously. Steps run in plan
+// A step changes one thing on the node. Steps run one at a time in plan
 // order; a step whose prerequisite failed is skipped.
 struct Step {
+  using Done = std::function<void(core::Status)>;
+
   size_t change;              // index into Plan::changes
   std::vector<size_t> after;  // indices of steps that must have succeeded
+  // Runs the step synchronously: writing a file, enabling a unit.
   std::function<core::Status()> run;
+  // Set instead of `run` for a step that waits on something (a package
+  // transaction, a download): starts it; `done` runs once, later, on the loop
+  // thread.
+  std::function<void(Done done)> start;
+  // Further changes this one step makes, sharing its outcome: the packages
+  // of one transaction.
+  std::vector<size_t> alsoChanges;
 };
 
 // A systemd job, queued once every file step has run. All jobs of a plan are
@@ -49,7 +61,8 @@ struct Plan {
   std::vector<Step> steps;
   std::vector<Job> jobs;
 
-  bool empty() const { return changes.empty(); }
+  // No change to make; changes the node cannot have don't count.
+  bool empty() const;
   // Adds a change and returns its index.
   size_t add(std::string resource, std::string action, std::string detail);
 };

@@ -1,3 +1,4 @@
+#include <optional>
 #include <string_view>
 
 #include "agent/converge/node_files.h"
@@ -44,7 +45,19 @@ struct UnitPlan {
   const v1::Unit* unit;
   systemd::UnitStatus status;
   std::vector<size_t> definitionSteps;  // its unit file and drop-ins
+  // The package transaction, for a unit without a unit file yet: a package
+  // may bring it.
+  std::vector<size_t> packageSteps;
 };
+
+// The step that changes what restartOn names: a managed file's or artifact's
+// path, or a managed package.
+std::optional<size_t> triggerStep(const std::string& entry, const PlanContext& context) {
+  const auto& steps = entry.starts_with('/') ? context.contentSteps : context.packageSteps;
+  auto it = steps.find(entry);
+  if (it == steps.end()) return std::nullopt;
+  return it->second;
+}
 
 }  // namespace
 
@@ -59,7 +72,10 @@ void planUnits(const v1::NodeState& state, PlanContext& context) {
       if (status.status().code() == core::Status::Code::kTimeout) return;
       continue;
     }
-    UnitPlan unitPlan{&unit, std::move(*status), {}};
+    UnitPlan unitPlan{&unit, std::move(*status), {}, {}};
+    if (unitPlan.status.loadState == "not-found" && context.packageStep && !unit.has_content()) {
+      unitPlan.packageSteps.push_back(*context.packageStep);
+    }
     const std::string unitPath = std::string(kUnitDirectory) + "/" + unit.name();
     std::optional<size_t> step;
     if (unit.has_content()) {
@@ -91,11 +107,11 @@ void planUnits(const v1::NodeState& state, PlanContext& context) {
         const size_t change =
             context.plan.add(resource, unit.enabled() ? "enable" : "disable", "was " + was);
         const std::vector<std::string> names{unit.name()};
-        context.plan.steps.push_back(Step{change, unitPlan.definitionSteps,
-                                          [&systemd = context.systemd, names, on = unit.enabled()] {
-                                            return on ? systemd.enableUnitFiles(names)
-                                                      : systemd.disableUnitFiles(names);
-                                          }});
+        context.plan.steps.push_back(
+            Step{change, concat(unitPlan.definitionSteps, unitPlan.packageSteps),
+                 [&systemd = context.systemd, names, on = unit.enabled()] {
+                   return on ? systemd.enableUnitFiles(names) : systemd.disableUnitFiles(names);
+                 }});
         if (enablementReason.empty()) {
           enablementReason = unit.name() + (unit.enabled() ? " enabled" : " disabled");
         }
@@ -134,14 +150,14 @@ void planUnits(const v1::NodeState& state, PlanContext& context) {
   for (const auto& unitPlan : units) {
     const v1::Unit& unit = *unitPlan.unit;
     const std::string resource = "unit " + unit.name();
-    const std::vector<size_t> ready = concat(unitPlan.definitionSteps, reload);
+    const std::vector<size_t> ready =
+        concat(concat(unitPlan.definitionSteps, reload), unitPlan.packageSteps);
     const bool running = isRunning(unitPlan.status);
     if (unit.state() == v1::UNIT_STATE_RUNNING && !running) {
-      // Not before the files it lists are written: it would start on the old ones.
+      // Not before what it lists has changed: it would start on the old one.
       std::vector<size_t> after = ready;
-      for (const auto& path : unit.restart_on()) {
-        auto it = context.contentSteps.find(path);
-        if (it != context.contentSteps.end()) after.push_back(it->second);
+      for (const auto& entry : unit.restart_on()) {
+        if (auto step = triggerStep(entry, context)) after.push_back(*step);
       }
       const size_t change =
           context.plan.add(resource, "start", "was " + unitPlan.status.activeState);
@@ -155,14 +171,15 @@ void planUnits(const v1::NodeState& state, PlanContext& context) {
       continue;
     }
     if (!running) continue;
-    // A running unit restarts when its definition or a file it lists changed.
+    // A running unit restarts when its definition, or a file, artifact or
+    // package it lists changed.
     std::vector<size_t> triggers = unitPlan.definitionSteps;
     std::string why = triggers.empty() ? "" : "unit file changed";
-    for (const auto& path : unit.restart_on()) {
-      auto it = context.contentSteps.find(path);
-      if (it == context.contentSteps.end()) continue;
-      triggers.push_back(it->second);
-      why += (why.empty() ? "" : ", ") + path + " changed";
+    for (const auto& entry : unit.restart_on()) {
+      auto step = triggerStep(entry, context);
+      if (!step) continue;
+      triggers.push_back(*step);
+      why += (why.empty() ? "" : ", ") + entry + " changed";
     }
     const bool owed = context.owedRestarts.contains(unit.name());
     if (triggers.empty() && !owed) continue;

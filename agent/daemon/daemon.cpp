@@ -192,7 +192,9 @@ void Daemon::finished(const std::optional<converge::Report>& report) {
 
 void Daemon::record(const converge::Report& report) {
   for (const auto& change : report.changes) {
-    if (change.outcome == converge::Change::Outcome::kApplied) {
+    if (change.outcome == converge::Change::Outcome::kNotApplicable) {
+      NW_LOG(kLog, debug, "{}: not applicable: {}", change.resource, change.error);
+    } else if (change.outcome == converge::Change::Outcome::kApplied) {
       NW_LOG(kLog, info, "{}: {}{}", change.resource, change.action,
              change.detail.empty() ? "" : " (" + change.detail + ")");
     } else {
@@ -207,7 +209,8 @@ void Daemon::record(const converge::Report& report) {
   lastFailures_ = report.failed();
   if (report.failed() > 0) {
     for (const auto& change : report.changes) {
-      if (!change.error.empty()) {
+      if (change.outcome == converge::Change::Outcome::kFailed ||
+          change.outcome == converge::Change::Outcome::kSkipped) {
         firstFailure_ = change.resource + ": " + change.error;
         break;
       }

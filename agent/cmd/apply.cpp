@@ -112,7 +112,21 @@ int apply(int argc, char** argv) {
     return kExitInvalid;
   }
   converge::Planner planner(**systemd, "");
-  auto plan = planner.plan(*loaded.state, *owed);
+  // Packages need a child process or two to observe: on the loop.
+  std::optional<core::Result<converge::Observation>> observed;
+  planner.observe(*loaded.state, [&](core::Result<converge::Observation> result) {
+    observed = std::move(result);
+  });
+  if (core::Status s = (*loop)->runUntil([&] { return observed.has_value(); }); !s) {
+    std::cerr << "nodewarden-agent apply: " << s.message() << "\n";
+    return kExitInvalid;
+  }
+  if (!*observed) {
+    std::cerr << path << ": cannot apply, nothing was changed: " << observed->status().message()
+              << "\n";
+    return kExitInvalid;
+  }
+  auto plan = planner.plan(*loaded.state, *owed, **observed);
   if (!plan) {
     std::cerr << path << ": cannot apply, nothing was changed: " << plan.status().message() << "\n";
     return kExitInvalid;

@@ -32,7 +32,7 @@ Daemon::Daemon(core::Clock& clock, systemd::SystemdManager& systemd, ServiceNoti
     : clock_(clock),
       notifier_(notifier),
       watcher_(watcher),
-      planner_(systemd, std::move(options.root)),
+      planner_(systemd, std::move(options.root), options.providers),
       ledger_(options.stateDirectory + "/" + kRestartLedgerName),
       executor_(systemd, clock, &ledger_),
       config_(std::move(options.config)),
@@ -43,7 +43,10 @@ Daemon::Daemon(core::Clock& clock, systemd::SystemdManager& systemd, ServiceNoti
       lockRetryTimer_(clock.createTimer([this] { requestConverge("retry"); })) {}
 
 // The watcher's callback points here; it must not outlive the daemon.
-Daemon::~Daemon() { watcher_.stop(); }
+Daemon::~Daemon() {
+  *alive_ = false;
+  watcher_.stop();
+}
 
 void Daemon::start() {
   loadLastApplied();
@@ -64,7 +67,7 @@ void Daemon::reload(AgentConfig config) {
 }
 
 void Daemon::requestConverge(std::string reason) {
-  if (executor_.busy()) {
+  if (converging_) {
     pendingReason_ = std::move(reason);
     return;
   }
@@ -153,29 +156,45 @@ void Daemon::converge(const std::string& reason) {
   }
   const v1::NodeState* target = chooseState();
   if (target == nullptr) return finished(std::nullopt);
-  auto plan = planner_.plan(*target, *owed);
-  if (!plan) {
-    planError_ = plan.status().message();
-    NW_LOG(kLog, err, "Cannot apply the state, nothing of it was changed: {}", planError_);
-    candidate_.reset();
-    if (!lastGood_ || target == &*lastGood_) return finished(std::nullopt);
-    NW_LOG(kLog, err, "Enforcing the last good state");
-    plan = planner_.plan(*lastGood_, *owed);
+  converging_ = true;
+  planAndApply(*target, std::move(*owed), /*mayFallBack=*/true);
+}
+
+// Observes what the state needs (the package database), plans and applies.
+// A state that cannot be planned changes nothing; the last good one is
+// enforced instead, once.
+void Daemon::planAndApply(const v1::NodeState& target, std::set<std::string> owed,
+                          bool mayFallBack) {
+  planner_.observe(target, [this, &target, owed = std::move(owed), mayFallBack,
+                            alive = alive_](core::Result<converge::Observation> observed) {
+    if (!*alive) return;
+    core::Result<converge::Plan> plan =
+        observed ? planner_.plan(target, owed, *observed) : observed.status();
     if (!plan) {
-      NW_LOG(kLog, err, "Cannot apply the last good state either: {}", plan.status().message());
-      return finished(std::nullopt);
+      if (!mayFallBack) {
+        NW_LOG(kLog, err, "Cannot apply the last good state either: {}", plan.status().message());
+        return finished(std::nullopt);
+      }
+      planError_ = plan.status().message();
+      NW_LOG(kLog, err, "Cannot apply the state, nothing of it was changed: {}", planError_);
+      const bool wasLastGood = lastGood_ && &target == &*lastGood_;
+      candidate_.reset();  // `target` may be gone from here on
+      if (!lastGood_ || wasLastGood) return finished(std::nullopt);
+      NW_LOG(kLog, err, "Enforcing the last good state");
+      return planAndApply(*lastGood_, owed, /*mayFallBack=*/false);
     }
-  }
-  // Ready once the first plan's jobs are queued, not done: a managed unit
-  // ordered after the agent waits for the agent's own start.
-  executor_.apply(
-      std::move(*plan), [this](converge::Report report) { finished(report); },
-      [this] {
-        if (!ready_) notify();
-      });
+    // Ready once the first plan's jobs are queued, not done: a managed unit
+    // ordered after the agent waits for the agent's own start.
+    executor_.apply(
+        std::move(*plan), [this](converge::Report report) { finished(report); },
+        [this] {
+          if (!ready_) notify();
+        });
+  });
 }
 
 void Daemon::finished(const std::optional<converge::Report>& report) {
+  converging_ = false;
   if (report) {
     record(*report);
     if (candidate_ && candidateText_ != lastGoodText_) saveLastApplied();

@@ -2,6 +2,7 @@
 
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "agent/converge/executor.h"
@@ -42,6 +43,9 @@ class Daemon final {
     std::string stateDirectory;
     // Prefixes every managed path (see converge::Planner); "" for the real node.
     std::string root;
+    // The package manager, artifact store and process runner; each may be
+    // null when the node has none (a state that needs it is then refused).
+    converge::Providers providers;
   };
 
   Daemon(core::Clock& clock, systemd::SystemdManager& systemd, ServiceNotifier& notifier,
@@ -61,6 +65,7 @@ class Daemon final {
   void loadLastApplied();
   const v1::NodeState* chooseState();
   void converge(const std::string& reason);
+  void planAndApply(const v1::NodeState& target, std::set<std::string> owed, bool mayFallBack);
   void finished(const std::optional<converge::Report>& report);
   void record(const converge::Report& report);
   void saveLastApplied();
@@ -86,6 +91,7 @@ class Daemon final {
   std::string candidateText_;
   std::optional<std::string> pendingReason_;
 
+  bool converging_ = false;  // from observing the node until the report
   bool ready_ = false;
   std::string rejected_;
   std::string planError_;
@@ -93,6 +99,8 @@ class Daemon final {
   std::string lastDrift_;
   std::string firstFailure_;
   size_t lastFailures_ = 0;
+  // Callbacks that outlive the daemon find it gone.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
 }  // namespace nodewarden::daemon

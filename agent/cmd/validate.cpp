@@ -39,9 +39,22 @@ int validate(int argc, char** argv) {
               << (loaded.errors.size() == 1 ? " error\n" : " errors\n");
     return kExitInvalid;
   }
+  // What the state declares, in the order it is applied; kinds it leaves out
+  // are not listed.
   const auto& s = *loaded.state;
-  std::cout << path << ": valid (" << s.directories_size() << " directories, " << s.files_size()
-            << " files, " << s.units_size() << " units)\n";
+  std::string counts;
+  auto count = [&](int n, const char* one, const char* many) {
+    if (n == 0) return;
+    counts += (counts.empty() ? "" : ", ") + std::to_string(n) + " " + (n == 1 ? one : many);
+  };
+  count(s.packages_size(), "package", "packages");
+  count(s.artifacts_size(), "artifact", "artifacts");
+  count(s.kernel_modules_size(), "kernel module", "kernel modules");
+  count(static_cast<int>(s.sysctls_size()), "sysctl", "sysctls");
+  count(s.directories_size(), "directory", "directories");
+  count(s.files_size(), "file", "files");
+  count(s.units_size(), "unit", "units");
+  std::cout << path << ": valid (" << (counts.empty() ? "nothing declared" : counts) << ")\n";
   return kExitOk;
 }
 

@@ -36,7 +36,8 @@ class Raw(str):
     """A value state_yaml writes as it is: an anchored value, an alias, a deliberate error."""
 
 
-def state_yaml(*, directories=(), files=(), units=()) -> str:
+def state_yaml(*, directories=(), files=(), units=(), packages=(), artifacts=(),
+               sysctls=None, kernel_modules=()) -> str:
     """A NodeState document from lists of dicts keyed as the YAML is (lowerCamelCase).
 
     Multi-line content is written as a literal block, as people write it; anything else
@@ -44,11 +45,17 @@ def state_yaml(*, directories=(), files=(), units=()) -> str:
     """
     lines = ["apiVersion: nodewarden.io/v1", "kind: NodeState",
              "metadata:", "  name: integration-test"]
-    for key, items in (("directories", directories), ("files", files), ("units", units)):
+    for key, items in (("packages", packages), ("artifacts", artifacts),
+                       ("directories", directories), ("files", files), ("units", units)):
         if items:
             lines.append(f"{key}:")
             for item in items:
                 lines += _sequence_item(item, indent=2)
+    if sysctls:
+        lines.append("sysctls:")
+        lines += [f"  {key}: {json.dumps(str(value))}" for key, value in sysctls.items()]
+    if kernel_modules:
+        lines.append(f"kernelModules: [{', '.join(kernel_modules)}]")
     return "\n".join(lines) + "\n"
 
 

@@ -570,7 +570,8 @@ def test_validate_reports_every_error_with_its_position(agent_node):
 
     good = node.run([AGENT, "validate", "/root/worker-node.yaml"], check=False)
     assert good.returncode == 0, good
-    assert good.stdout == "/root/worker-node.yaml: valid (5 directories, 6 files, 2 units)\n"
+    assert good.stdout == ("/root/worker-node.yaml: valid (6 packages, 2 artifacts, "
+                           "2 kernel modules, 3 sysctls, 5 directories, 4 files, 3 units)\n")
     assert not node.exists("/etc/kubernetes"), "validate changed the node"
 
     good_json = node.run([AGENT, "validate", "--json", "/root/worker-node.yaml"], check=False)

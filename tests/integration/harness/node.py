@@ -45,10 +45,13 @@ class Node:
     """
 
     def __init__(self, image: Path | None = None, *, private_network: bool = False,
-                 boot_timeout: float = 60.0):
+                 shared_apt_cache: bool = False, boot_timeout: float = 60.0):
         self.image = Path(image) if image else rootfs.ensure()
         self.name = f"nw-{secrets.token_hex(4)}"  # unique across concurrent runs too
         self.private_network = private_network
+        # Nodes that install packages share one download cache and one set of package
+        # lists on the host: each .deb is fetched once per machine, not once per test.
+        self.shared_apt_cache = shared_apt_cache
         self.boot_timeout = boot_timeout
         self.dir = rootfs.cache_dir() / "nodes" / self.name
         self.merged = self.dir / "merged"
@@ -97,7 +100,8 @@ class Node:
                  f"--machine={self.name}", f"--directory={self.merged}",
                  # A pipe console would lose PID 1's output; a pty forwarded to the log keeps it.
                  "--console=read-only", "--setenv=SYSTEMD_COLORS=0",
-                 *self._network_args(), "--boot", "systemd.show_status=yes"],
+                 *self._network_args(), *self._bind_args(), "--boot",
+                 "systemd.show_status=yes"],
                 stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
                 # Nodes get cgroup v2 alone, like current Kubernetes nodes, even on a host
                 # that mixes v1 and v2.
@@ -110,6 +114,19 @@ class Node:
         # The place for a node's own network namespace with a veth pair
         # (--network-namespace-path=) when tests need separate addresses.
         return ["--private-network"] if self.private_network else []
+
+    def _bind_args(self) -> list[str]:
+        if not self.shared_apt_cache:
+            return []
+        args = []
+        for node_path in ("/var/cache/apt/archives", "/var/lib/apt/lists"):
+            host = rootfs.cache_dir() / "apt" / node_path.strip("/").replace("/", "-")
+            (host / "partial").mkdir(parents=True, exist_ok=True)
+            if node_path == "/var/lib/apt/lists" and not any(host.glob("*_Packages")):
+                # Start from the lists the rootfs was built with.
+                subprocess.run(["cp", "-a", f"{self.image}{node_path}/.", str(host)], check=True)
+            args.append(f"--bind={host}:{node_path}")
+        return args
 
     def _create(self) -> None:
         _track(self)

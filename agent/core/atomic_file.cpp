@@ -1,12 +1,14 @@
 #include "agent/core/atomic_file.h"
 
 #include <fcntl.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <functional>
 #include <random>
 
 #include "agent/core/paths.h"
@@ -68,8 +70,34 @@ Status removePath(const std::string& path) {
   return syncParentDirectory(path);
 }
 
-Status writeFileAtomic(const std::string& path, std::string_view data,
-                       const FileAttributes& attributes) {
+namespace {
+
+// Copies what is left of `from` to `to`, in the kernel.
+Status copyAll(int from, int to, const std::string& fromPath, const std::string& toPath) {
+  constexpr size_t kChunk = size_t{1} << 30;
+  bool copyRange = true;
+  while (true) {
+    ssize_t n = copyRange ? ::copy_file_range(from, nullptr, to, nullptr, kChunk, 0)
+                          : ::sendfile(to, from, nullptr, kChunk);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      // Across filesystems, or where the filesystem cannot: sendfile goes on
+      // from the same offsets.
+      if (copyRange &&
+          (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP)) {
+        copyRange = false;
+        continue;
+      }
+      return Status::fromErrno(errno, "copy " + fromPath + " to " + toPath);
+    }
+    if (n == 0) return Status::ok();
+  }
+}
+
+// What writeFileAtomic() and copyFileAtomic() share: `fill` writes the
+// unnamed file's content, and the rest is the same.
+Status replaceFile(const std::string& path, const FileAttributes& attributes,
+                   const std::function<Status(int fd)>& fill) {
   const std::string directory = parentDirectory(path);
   std::string namedTemporary;
   auto fd = openTemporary(directory, path, namedTemporary);
@@ -80,7 +108,7 @@ Status writeFileAtomic(const std::string& path, std::string_view data,
     return status;
   };
 
-  if (Status s = writeAll(fd->get(), data, path); !s) return fail(s);
+  if (Status s = fill(fd->get()); !s) return fail(s);
   if (attributes.uid || attributes.gid) {
     uid_t uid = attributes.uid.value_or(static_cast<uid_t>(-1));
     gid_t gid = attributes.gid.value_or(static_cast<gid_t>(-1));
@@ -107,6 +135,20 @@ Status writeFileAtomic(const std::string& path, std::string_view data,
     return fail(Status::fromErrno(errno, "rename to " + path));
   }
   return syncParentDirectory(path);
+}
+
+}  // namespace
+
+Status writeFileAtomic(const std::string& path, std::string_view data,
+                       const FileAttributes& attributes) {
+  return replaceFile(path, attributes, [&](int fd) { return writeAll(fd, data, path); });
+}
+
+Status copyFileAtomic(const std::string& from, const std::string& to,
+                      const FileAttributes& attributes) {
+  UniqueFd source(::open(from.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!source.isValid()) return Status::fromErrno(errno, "open " + from);
+  return replaceFile(to, attributes, [&](int fd) { return copyAll(source.get(), fd, from, to); });
 }
 
 Result<std::string> readFile(const std::string& path, size_t maxBytes) {

@@ -28,6 +28,10 @@ inline constexpr std::string_view kTemporaryFilePrefix = ".nodewarden-";
 Status writeFileAtomic(const std::string& path, std::string_view data,
                        const FileAttributes& attributes);
 
+// Replaces `to` with a copy of the file `from`, as writeFileAtomic() does.
+Status copyFileAtomic(const std::string& from, const std::string& to,
+                      const FileAttributes& attributes);
+
 // Reads a whole file, refusing files larger than `maxBytes`.
 Result<std::string> readFile(const std::string& path, size_t maxBytes);
 

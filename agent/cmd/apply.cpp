@@ -4,6 +4,7 @@
 
 #include "agent/cmd/arguments.h"
 #include "agent/cmd/commands.h"
+#include "agent/cmd/node_providers.h"
 #include "agent/cmd/report_output.h"
 #include "agent/converge/executor.h"
 #include "agent/converge/planner.h"
@@ -111,7 +112,12 @@ int apply(int argc, char** argv) {
               << "\n";
     return kExitInvalid;
   }
-  converge::Planner planner(**systemd, "");
+  auto node = NodeProviders::create(**loop, clock);
+  if (!node) {
+    std::cerr << "nodewarden-agent apply: " << node.status().message() << "\n";
+    return kExitInvalid;
+  }
+  converge::Planner planner(**systemd, "", (*node)->providers());
   // Packages need a child process or two to observe: on the loop.
   std::optional<core::Result<converge::Observation>> observed;
   planner.observe(*loaded.state, [&](core::Result<converge::Observation> result) {

@@ -4,6 +4,7 @@
 
 #include "agent/cmd/arguments.h"
 #include "agent/cmd/commands.h"
+#include "agent/cmd/node_providers.h"
 #include "agent/core/log.h"
 #include "agent/core/loop.h"
 #include "agent/daemon/agent_config.h"
@@ -69,10 +70,18 @@ int run(int argc, char** argv) {
   }
   NW_LOG(log, debug, "Connected to systemd through {}", (*systemd)->address());
 
+  auto node = NodeProviders::create(**loop, clock);
+  if (!node) {
+    NW_LOG(log, critical, "Failed to start: {}", node.status().message());
+    return kExitInvalid;
+  }
+
   daemon::SdServiceNotifier notifier;
   daemon::InotifyFileWatcher watcher(**loop);
   daemon::Daemon agent(clock, **systemd, notifier, watcher,
-                       {.config = std::move(*config), .stateDirectory = std::move(*stateDir)});
+                       {.config = std::move(*config),
+                        .stateDirectory = std::move(*stateDir),
+                        .providers = (*node)->providers()});
   auto hangup = (*loop)->addSignal(SIGHUP, [&] {
     NW_LOG(log, info, "Reloading configuration from {}", configPath);
     auto reread = daemon::loadAgentConfig(configPath);

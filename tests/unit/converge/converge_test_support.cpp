@@ -97,6 +97,15 @@ Plan ConvergeTest::plan(std::string_view body) {
   return std::move(planned).value();
 }
 
+Plan ConvergeTest::plan(std::string_view body, const Providers& providers) {
+  core::Result<Plan> planned = Planner(systemd_, root_, providers).plan(load(body));
+  if (!planned) {
+    ADD_FAILURE() << "plan: " << planned.status().message();
+    return Plan();
+  }
+  return std::move(planned).value();
+}
+
 Report ConvergeTest::apply(Plan plan) {
   std::optional<Report> report;
   executor_.apply(std::move(plan), [&report](Report done) { report = std::move(done); });

@@ -59,6 +59,8 @@ class ConvergeTest : public ::testing::Test {
   static v1::NodeState load(std::string_view body);
   // The plan for the state in `body`, which must plan.
   Plan plan(std::string_view body);
+  // The same, by a planner that reaches `providers` (a fake process runner, ...).
+  Plan plan(std::string_view body, const Providers& providers);
   // Applies `plan`, completing its jobs, and returns the report.
   Report apply(Plan plan);
   // plan() then apply().

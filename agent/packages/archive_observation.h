@@ -1,0 +1,85 @@
+#pragma once
+
+#include <sys/types.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "agent/core/process_runner.h"
+#include "agent/core/status.h"
+#include "agent/packages/package_manager.h"
+
+namespace nodewarden::core {
+class Clock;
+class Timer;
+}  // namespace nodewarden::core
+
+namespace nodewarden::packages {
+
+// What the apt and dnf backends share: when to ask the archive, what counts
+// as missing from it, how a failed tool is described, and a "later" for
+// results that take no process.
+
+// Runs callbacks on the loop thread soon, never inside post(): a zero-delay
+// timer on the Clock (the loop's timers on a node, advance() in tests).
+class DeferredCalls final {
+ public:
+  explicit DeferredCalls(core::Clock& clock);
+  ~DeferredCalls();
+  DeferredCalls(const DeferredCalls&) = delete;
+  DeferredCalls& operator=(const DeferredCalls&) = delete;
+
+  void post(std::function<void()> call);
+
+ private:
+  void runAll();
+
+  std::unique_ptr<core::Timer> timer_;
+  std::vector<std::function<void()>> calls_;
+};
+
+// The snapshot entry for `name`, made if there is none.
+PackageInfo& entryFor(PackageSnapshot& snapshot, const std::string& name);
+
+// The wanted packages a transaction would fetch from the archive: not
+// installed, installed at another version than pinned, or `latest`. Each
+// name once, in the order of `wants`. `snapshot` holds the installed state.
+std::vector<std::string> namesNeedingArchive(const std::vector<PackageWant>& wants,
+                                             const PackageSnapshot& snapshot,
+                                             const PackageManager& manager);
+
+// Of those, what the archive as queried into `snapshot` lacks: "containerd"
+// for an unknown package, "containerd 1.7.0" for a pinned version it lacks.
+std::vector<std::string> missingFromArchive(const std::vector<PackageWant>& wants,
+                                            const PackageSnapshot& snapshot,
+                                            const PackageManager& manager);
+
+// "package lists refreshed: containerd, runc 1.1.7 were not in them".
+std::string refreshNote(const std::vector<std::string>& missing);
+
+// Lines of `text` that start with one of `prefixes` after leading blanks,
+// trimmed ("E: Unable to locate package x").
+std::vector<std::string> linesStartingWith(std::string_view text,
+                                           const std::vector<std::string_view>& prefixes);
+
+// "a, b, c".
+std::string joined(const std::vector<std::string>& items, std::string_view separator = ", ");
+
+// Why a tool did not succeed, for an error: "apt-get install exited with
+// status 100: E: ...; E: ..." / "timed out after 120s" (its `timeout`) /
+// "was killed by signal 9" / could not start. `details` are the lines worth showing; when
+// empty the last lines of stderr are shown.
+std::string describeFailure(std::string_view command,
+                            const core::Result<core::ProcessResult>& result, core::Duration timeout,
+                            const std::vector<std::string>& details);
+
+// The command name of a process (/proc/PID/comm), or "unknown" when it is gone.
+std::string processName(pid_t pid);
+
+// Whole seconds, for messages ("300s").
+std::string seconds(core::Duration duration);
+
+}  // namespace nodewarden::packages

@@ -4,12 +4,16 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "agent/core/clock.h"
 #include "agent/core/http_client.h"
 #include "agent/core/status.h"
 
 namespace nodewarden::converge {
+
+// Whether `hex` is a sha256 as the state writes it: 64 lowercase hex digits.
+bool isSha256(std::string_view hex);
 
 // How often and how patiently a download is tried.
 struct RetryPolicy {
@@ -33,6 +37,11 @@ struct ArtifactSource {
 // temporary name. Also remembers the digests of installed files, so a no-op
 // run does not hash a 100 MB binary again while its inode, size, mtime and
 // ctime are unchanged.
+//
+// The cache directory holds sha256/<hex> (complete, verified files only),
+// .partial-* (downloads in progress) and digests (what digestOf() remembers).
+// One store per cache directory at a time: a new one removes the partial
+// downloads it finds. The store must outlive the fetches it started.
 class ArtifactStore final {
  public:
   ArtifactStore(core::HttpClient& http, core::Clock& clock, std::string cacheDirectory,
@@ -41,6 +50,8 @@ class ArtifactStore final {
 
   // The sha256 (lowercase hex) of the regular file at `path`.
   core::Result<std::string> digestOf(const std::string& path);
+  // How many files digestOf() read to hash; the others it remembered.
+  size_t filesHashed() const;
 
   // Makes the cache hold the file with `source.sha256`, fetching it (with
   // retries, backoff and jitter) when it does not; `done` gets the cached

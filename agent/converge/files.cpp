@@ -50,8 +50,8 @@ core::Result<std::optional<std::string>> desiredContent(const v1::File& file) {
   }
 }
 
-// Temporary files a killed writer left in `directory` (once per directory and
-// plan): they hold a copy of some content and nobody else will remove them.
+}  // namespace
+
 void planLeftovers(const std::string& directory, PlanContext& context) {
   if (!context.scannedDirectories.insert(directory).second) return;
   const std::string hostDirectory = context.hostPath(directory);
@@ -68,8 +68,6 @@ void planLeftovers(const std::string& directory, PlanContext& context) {
         change, {}, [hostPath = context.hostPath(path)] { return core::removePath(hostPath); }});
   }
 }
-
-}  // namespace
 
 // Plans one managed regular file; shared by files and unit files.
 void planFile(const std::string& resource, const std::string& path,
@@ -129,16 +127,7 @@ void planFile(const std::string& resource, const std::string& path,
   }
   if (stepOut) *stepOut = step;
   context.contentSteps[path] = step;
-  // Unmanaged attributes keep what a regular file has now (a link's 0777 is
-  // not the mode of anything).
-  const bool keep = observed->exists && observed->isRegularFile;
-  core::FileAttributes attributes{.mode = mode.value_or(keep ? observed->mode : 0644)};
-  attributes.uid = ownership.uid ? ownership.uid
-                   : keep        ? std::optional<uid_t>(observed->uid)
-                                 : std::nullopt;
-  attributes.gid = ownership.gid ? ownership.gid
-                   : keep        ? std::optional<gid_t>(observed->gid)
-                                 : std::nullopt;
+  const core::FileAttributes attributes = attributesToInstall(*observed, mode, ownership);
   context.plan.steps.push_back(
       Step{change, std::move(after),
            [hostPath, content = std::move(*content), attributes]() -> core::Status {
@@ -150,29 +139,33 @@ void planFile(const std::string& resource, const std::string& path,
 
 namespace {
 
-// A deleted file counts as a content change: units listing it restart.
 void planAbsentFiles(const v1::NodeState& state, PlanContext& context) {
   for (const auto& file : state.files()) {
     if (file.ensure() != v1::ENSURE_ABSENT) continue;
-    const std::string path = context.hostPath(file.path());
-    auto observed = observePath(path);
-    if (!observed) {
-      context.errors.push_back("file " + file.path() + ": " + observed.status().message());
-      continue;
-    }
-    if (!observed->exists) continue;
-    if (observed->isDirectory) {
-      context.errors.push_back("file " + file.path() + ": " + file.path() +
-                               " is a directory, not a file");
-      continue;
-    }
-    const size_t change = context.plan.add("file " + file.path(), "delete", "");
-    context.contentSteps[file.path()] = context.plan.steps.size();
-    context.plan.steps.push_back(Step{change, {}, [path] { return core::removePath(path); }});
+    planAbsentFile("file " + file.path(), file.path(), context);
   }
 }
 
 }  // namespace
+
+// A deleted file counts as a content change: units listing it restart.
+void planAbsentFile(const std::string& resource, const std::string& nodePath,
+                    PlanContext& context) {
+  const std::string path = context.hostPath(nodePath);
+  auto observed = observePath(path);
+  if (!observed) {
+    context.errors.push_back(resource + ": " + observed.status().message());
+    return;
+  }
+  if (!observed->exists) return;
+  if (observed->isDirectory) {
+    context.errors.push_back(resource + ": " + nodePath + " is a directory, not a file");
+    return;
+  }
+  const size_t change = context.plan.add(resource, "delete", "");
+  context.contentSteps[nodePath] = context.plan.steps.size();
+  context.plan.steps.push_back(Step{change, {}, [path] { return core::removePath(path); }});
+}
 
 void planFiles(const v1::NodeState& state, PlanContext& context) {
   for (const auto& file : state.files()) {

@@ -115,6 +115,19 @@ core::Status setAttributes(const std::string& path, std::optional<mode_t> mode,
   return core::Status::ok();
 }
 
+core::FileAttributes attributesToInstall(const ObservedPath& observed, std::optional<mode_t> mode,
+                                         const Ownership& ownership) {
+  const bool keep = observed.exists && observed.isRegularFile;
+  core::FileAttributes attributes{.mode = mode.value_or(keep ? observed.mode : 0644)};
+  attributes.uid = ownership.uid ? ownership.uid
+                   : keep        ? std::optional<uid_t>(observed.uid)
+                                 : std::nullopt;
+  attributes.gid = ownership.gid ? ownership.gid
+                   : keep        ? std::optional<gid_t>(observed.gid)
+                                 : std::nullopt;
+  return attributes;
+}
+
 std::string formatMode(mode_t mode) {
   char text[8];
   std::snprintf(text, sizeof(text), "%04o", static_cast<unsigned>(mode & 07777));

@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 
+#include "agent/core/atomic_file.h"
 #include "agent/core/status.h"
 
 namespace nodewarden::converge {
@@ -47,6 +48,12 @@ class Accounts final {
 core::Status makeDirectories(const std::string& path, mode_t mode);
 core::Status setAttributes(const std::string& path, std::optional<mode_t> mode,
                            const Ownership& ownership);
+
+// The attributes a file written over `observed` gets: those the state manages
+// as it says; the others kept from a regular file there now, else the
+// writer's own ids and mode 0644 (a link's 0777 is not the mode of anything).
+core::FileAttributes attributesToInstall(const ObservedPath& observed, std::optional<mode_t> mode,
+                                         const Ownership& ownership);
 
 // "0644"
 std::string formatMode(mode_t mode);

@@ -123,5 +123,10 @@ void planFile(const std::string& resource, const std::string& path,
               std::optional<std::string> content, std::optional<mode_t> mode,
               const Ownership& ownership, std::vector<size_t> after, PlanContext& context,
               std::optional<size_t>* step);
+// Plans the deletion of the regular file or link at `path`, a content change.
+void planAbsentFile(const std::string& resource, const std::string& path, PlanContext& context);
+// Deletes the temporary files a killed writer left in `directory` (once per
+// directory and plan): they hold a copy of some content and nobody else will.
+void planLeftovers(const std::string& directory, PlanContext& context);
 
 }  // namespace nodewarden::converge

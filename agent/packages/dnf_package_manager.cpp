@@ -17,7 +17,6 @@ namespace nodewarden::packages {
 namespace {
 
 constexpr size_t kMaxVersionlockList = 16 * 1024 * 1024;
-constexpr size_t kShownErrorLines = 10;
 // repoquery's format: dnf turns the "\t" into a tab.
 constexpr std::string_view kRepoqueryFormat = "%{name}\\t%{epoch}:%{version}-%{release}";
 
@@ -75,17 +74,6 @@ std::map<std::string, std::vector<std::string>, std::less<>> parseRepoquery(
     list.erase(std::unique(list.begin(), list.end()), list.end());
   }
   return versions;
-}
-
-std::vector<std::string> nonBlankLines(std::string_view text) {
-  std::vector<std::string> lines;
-  TextLines reader(text);
-  std::string_view line;
-  while (reader.next(line)) {
-    if (!trimBlanks(line).empty()) lines.emplace_back(trimBlanks(line));
-  }
-  if (lines.size() > kShownErrorLines) lines.resize(kShownErrorLines);
-  return lines;
 }
 
 // dnf 4 prints "Waiting for process with pid 1234 to finish." while another
@@ -282,9 +270,10 @@ void DnfPackageManager::apply(const PackageTransaction& transaction, Done done) 
     commands.push_back(
         {"dnf shell", std::move(request), [](const core::ProcessResult& result) {
            // The shell exits 0 whatever happened: its errors are in what it printed.
+           // Dependency problems follow a "Problem" line as "  - ..." lines.
            std::vector<std::string> errors;
            if (!linesStartingWith(result.stderrData, {"Error:", "Problem"}).empty()) {
-             errors = nonBlankLines(result.stderrData);
+             errors = linesStartingWith(result.stderrData, {"Error:", "Problem", "- "});
            }
            if (errors.empty() && result.stdoutData.find("Complete!") == std::string::npos) {
              errors.push_back("the transaction did not complete");

@@ -48,7 +48,8 @@ class HttpClient {
   // get(). An error means no complete response arrived: the host did not
   // resolve or answer, TLS verification failed, the body exceeded maxBytes,
   // the timeout passed, or the output file could not be written. Its message
-  // names the URL and what went wrong.
+  // names the URL and what went wrong; its code says whether trying again
+  // may help: kTimeout and kInternal (the network) may, the others won't.
   virtual void get(HttpRequest request, Callback done) = 0;
 };
 

@@ -1,6 +1,7 @@
 #include "agent/state/validate.h"
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cstddef>
 #include <cstdint>
@@ -12,6 +13,7 @@
 #include <unordered_set>
 
 #include "agent/core/base64.h"
+#include "agent/state/yaml_mapping.h"
 #include "nodewarden/v1/state.pb.h"
 
 namespace nodewarden::state {
@@ -23,6 +25,9 @@ constexpr size_t kMaxNameBytes = 255;   // NAME_MAX, also systemd's longest unit
 constexpr size_t kMaxUserNameBytes = 32;
 constexpr uint64_t kMaxId = 4294967294;  // (uid_t)-1 means "no change" to chown
 constexpr uint32_t kMaxMode = 07777;
+// MODULE_NAME_LEN less its NUL.
+constexpr size_t kMaxModuleNameBytes = 55;
+constexpr size_t kSha256HexDigits = 64;
 
 // The unit types that have unit files; devices and scopes come from udev and
 // from the manager, never from a file.
@@ -166,20 +171,146 @@ std::string sizeProblem(size_t bytes) {
 // agent/converge/units.cpp).
 constexpr std::string_view kUnitDirectory = "/etc/systemd/system";
 
+// The files the agent writes for kernelModules and sysctls (see
+// agent/converge/kernel.cpp).
+constexpr std::string_view kModulesConfig = "/etc/modules-load.d/nodewarden.conf";
+constexpr std::string_view kSysctlConfig = "/etc/sysctl.d/90-nodewarden.conf";
+
+bool isControl(char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }
+
+// Names as dpkg and rpm accept them.
+std::optional<std::string> packageNameProblem(std::string_view name) {
+  const std::string shown(name);
+  if (name.size() > kMaxNameBytes) {
+    return "package names are at most " + std::to_string(kMaxNameBytes) + " characters";
+  }
+  if (!isLetter(name.front()) && !isDigit(name.front())) {
+    return shown + " does not start with a letter or digit";
+  }
+  for (char c : name) {
+    if (!isLetter(c) && !isDigit(c) && c != '+' && c != '.' && c != '_' && c != '-') {
+      return shown + " contains " + describeChar(c) + ", not allowed in package names";
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> versionProblem(std::string_view version) {
+  if (version.size() > kMaxNameBytes) {
+    return "versions are at most " + std::to_string(kMaxNameBytes) + " characters";
+  }
+  for (char c : version) {
+    if (c == ' ' || isControl(c)) {
+      return std::string(version) + " contains " + describeChar(c) + ", not allowed in versions";
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> urlProblem(std::string_view url) {
+  const std::string shown(url);
+  for (char c : url) {
+    if (c == ' ' || isControl(c)) {
+      return "the URL contains " + describeChar(c) + "; percent-encode it";
+    }
+  }
+  const size_t colon = url.find("://");
+  if (colon == std::string_view::npos || colon == 0) {
+    return shown + " is not a URL; write https://host/path";
+  }
+  std::string scheme(url.substr(0, colon));
+  std::transform(scheme.begin(), scheme.end(), scheme.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (scheme != "https") {
+    return shown + " is not an https:// URL; artifacts are fetched only over HTTPS" +
+           (scheme == "http" ? " (write https://, or serve it over HTTPS)" : "");
+  }
+  const std::string_view rest = url.substr(colon + 3);
+  if (rest.empty() || rest.front() == '/' || rest.front() == '?' || rest.front() == '#') {
+    return shown + " has no host";
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> sha256Problem(std::string_view digest) {
+  if (digest.size() != kSha256HexDigits) {
+    return "a sha256 is " + std::to_string(kSha256HexDigits) + " hex digits, got " +
+           std::to_string(digest.size());
+  }
+  for (char c : digest) {
+    if (isDigit(c) || (c >= 'a' && c <= 'f')) continue;
+    if (c >= 'A' && c <= 'F') return "write the sha256 in lowercase hex digits";
+    return "the sha256 contains " + describeChar(c) + ", not a hex digit";
+  }
+  return std::nullopt;
+}
+
+// Names as sysctl.d(5) writes them, which the agent turns into paths under
+// /proc/sys (see agent/converge/kernel.cpp): "net.ipv4.ip_forward",
+// "net/ipv4/ip_forward", "net.ipv4.conf.eth0/100.rp_filter" (eth0.100).
+std::optional<std::string> sysctlNameProblem(std::string_view name) {
+  const std::string shown(name);
+  if (name.empty()) return "the parameter name is empty";
+  if (name.size() > kMaxNameBytes) {
+    return "parameter names are at most " + std::to_string(kMaxNameBytes) + " characters";
+  }
+  for (char c : name) {
+    // Upper case letters and '-' occur in interface names.
+    if (!isLetter(c) && !isDigit(c) && c != '_' && c != '-' && c != '.' && c != '/') {
+      return shown + " contains " + describeChar(c) + ", not allowed in kernel parameter names";
+    }
+  }
+  if (name.front() == '.' || name.front() == '/' || name.back() == '.' || name.back() == '/') {
+    return shown + " starts or ends with a separator";
+  }
+  std::string path(name);
+  if (const size_t separator = path.find_first_of("./");
+      separator != std::string::npos && path[separator] == '.') {
+    for (char& c : path) c = c == '.' ? '/' : c == '/' ? '.' : c;
+  }
+  size_t start = 0;
+  while (start <= path.size()) {
+    const size_t end = std::min(path.find('/', start), path.size());
+    const std::string_view component = std::string_view(path).substr(start, end - start);
+    if (component.empty()) return shown + " has an empty component";
+    if (component == "." || component == "..") {
+      return shown + " has a component that is . or .. under /proc/sys";
+    }
+    start = end + 1;
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> sysctlValueProblem(std::string_view value) {
+  if (value.find_first_not_of(" \t") == std::string_view::npos) return "the value is empty";
+  if (value.find_first_of("\r\n") != std::string_view::npos) {
+    return "the value spans several lines; a kernel parameter takes one";
+  }
+  for (char c : value) {
+    if (isControl(c) && c != '\t') {
+      return "the value contains " + describeChar(c) +
+             ", not allowed in a kernel parameter's value";
+    }
+  }
+  return std::nullopt;
+}
+
 // One path that the state writes or removes, for the checks that look across
 // resources: a file or directory, or the unit file or a drop-in of a unit.
 struct Declared {
-  enum class Kind { kDirectory, kFile, kUnitFile, kDropIn };
+  enum class Kind { kDirectory, kFile, kArtifact, kUnitFile, kDropIn, kKernelConfig };
 
   std::string path;
   std::string fieldPath;  // "files[3].path", "units[0].content"
   Kind kind = Kind::kFile;
-  std::string unit;  // the unit whose unit file or drop-in this is
+  std::string unit;  // the unit whose unit file or drop-in this is; "sysctls", "kernelModules"
   bool absent = false;
   Position position;
 
   bool isDirectory() const { return kind == Kind::kDirectory; }
   bool isUnitDefinition() const { return kind == Kind::kUnitFile || kind == Kind::kDropIn; }
+  // Declared by a field other than a path: where it is says little alone.
+  bool isImplied() const { return isUnitDefinition() || kind == Kind::kKernelConfig; }
 
   // The path as the subject of a message: "the drop-in /etc/…/10-x.conf".
   std::string subject() const {
@@ -204,6 +335,10 @@ struct Declared {
         return "the unit file of " + unit;
       case Kind::kDropIn:
         return "a drop-in of " + unit;
+      case Kind::kArtifact:
+        return "an artifact";
+      case Kind::kKernelConfig:
+        return "the agent's file for " + unit;
     }
     return "a file";
   }
@@ -215,6 +350,7 @@ class Validator final {
 
   std::vector<Diagnostic> run(const v1::NodeState& state) {
     std::vector<Declared> declared;
+    declareKernelConfigs(state, declared);
     for (int i = 0; i < state.directories_size(); ++i) {
       const auto& directory = state.directories(i);
       const std::string at = "directories[" + std::to_string(i) + "]";
@@ -222,20 +358,38 @@ class Validator final {
                       directory.owner(), directory.group(), directory.ensure(), declared,
                       Declared::Kind::kDirectory);
     }
-    std::unordered_set<std::string_view> files;
+    // What restartOn may name by path: whatever has content the agent writes.
+    std::unordered_set<std::string> contentPaths;
     for (int i = 0; i < state.files_size(); ++i) {
       const auto& file = state.files(i);
       const std::string at = "files[" + std::to_string(i) + "]";
       checkAttributes(at, file.path(), file.has_mode(), file.mode(), file.owner(), file.group(),
                       file.ensure(), declared, Declared::Kind::kFile);
       checkFileSource(at, file);
-      files.insert(file.path());
+      contentPaths.insert(file.path());
+    }
+    for (int i = 0; i < state.artifacts_size(); ++i) {
+      checkArtifact("artifacts[" + std::to_string(i) + "]", state.artifacts(i), declared);
+      contentPaths.insert(state.artifacts(i).path());
+    }
+    for (const auto& unit : state.units()) {
+      const std::string unitPath = std::string(kUnitDirectory) + "/" + unit.name();
+      if (unit.has_content()) contentPaths.insert(unitPath);
+      for (const auto& dropIn : unit.drop_ins()) {
+        contentPaths.insert(unitPath + ".d/" + dropIn.name());
+      }
+    }
+    // What restartOn may name otherwise: the first declaration of each package.
+    std::unordered_map<std::string_view, int> packages;
+    for (int i = 0; i < state.packages_size(); ++i) {
+      packages.try_emplace(state.packages(i).name(), i);
     }
 
     const size_t unitErrors = errors_.size();
     std::unordered_map<std::string_view, std::string> units;
     for (int i = 0; i < state.units_size(); ++i) {
-      checkUnit("units[" + std::to_string(i) + "]", state.units(i), files, units, declared);
+      checkUnit("units[" + std::to_string(i) + "]", state.units(i), contentPaths, packages, state,
+                units, declared);
     }
     const size_t acrossErrors = errors_.size();
     checkAcrossPaths(declared);
@@ -244,6 +398,9 @@ class Validator final {
     // keeps them in the order of its fields, files before units.
     std::rotate(errors_.begin() + static_cast<std::ptrdiff_t>(unitErrors),
                 errors_.begin() + static_cast<std::ptrdiff_t>(acrossErrors), errors_.end());
+    checkPackages(state);
+    checkSysctls(state);
+    checkKernelModules(state);
     return std::move(errors_);
   }
 
@@ -267,7 +424,7 @@ class Validator final {
   // says little without the field, unlike a files[] or directories[] path.
   std::string describe(const Declared& d) const {
     std::string where = sources_.describe(d.fieldPath);
-    if (d.isUnitDefinition() && where != d.fieldPath) where += " (" + d.fieldPath + ")";
+    if (d.isImplied() && where != d.fieldPath) where += " (" + d.fieldPath + ")";
     return where;
   }
 
@@ -377,7 +534,9 @@ class Validator final {
   // checkAcrossPaths(): only under a valid name not taken by an earlier unit,
   // since the others have an error already.
   void checkUnit(const std::string& at, const v1::Unit& unit,
-                 const std::unordered_set<std::string_view>& files,
+                 const std::unordered_set<std::string>& contentPaths,
+                 const std::unordered_map<std::string_view, int>& packages,
+                 const v1::NodeState& state,
                  std::unordered_map<std::string_view, std::string>& units,
                  std::vector<Declared>& declared) {
     bool declares = false;
@@ -433,15 +592,170 @@ class Validator final {
         error(dropInAt + ".content", sizeProblem(dropIn.content().size()));
       }
     }
+    // A restart trigger that can never fire is almost certainly a typo.
     for (int i = 0; i < unit.restart_on_size(); ++i) {
-      const std::string& path = unit.restart_on(i);
+      const std::string& entry = unit.restart_on(i);
       const std::string entryAt = at + ".restartOn[" + std::to_string(i) + "]";
-      if (auto problem = pathProblem(path)) {
-        error(entryAt, *problem);
-      } else if (!files.contains(path)) {
-        // A restart trigger that can never fire is almost certainly a typo.
-        error(entryAt, path + " is not a file declared in this state");
+      if (entry.empty()) {
+        error(entryAt, "empty; name a declared file's path or a declared package");
+      } else if (entry.starts_with('/')) {
+        if (auto problem = pathProblem(entry)) {
+          error(entryAt, *problem);
+        } else if (!contentPaths.contains(entry)) {
+          error(entryAt,
+                entry + " is not a file, artifact, unit file or drop-in declared in this state");
+        }
+      } else if (auto found = packages.find(entry); found == packages.end()) {
+        error(entryAt, unknownPackageMessage(entry, state));
+      } else if (state.packages(found->second).ensure() == v1::PACKAGE_ENSURE_ABSENT) {
+        const std::string declaredAt = "packages[" + std::to_string(found->second) + "]";
+        error(entryAt, entry + " is declared absent at " +
+                           sources_.describe(declaredAt + ".ensure") +
+                           "; only an installed package can restart a unit");
       }
+    }
+  }
+
+  static std::string unknownPackageMessage(const std::string& entry, const v1::NodeState& state) {
+    if (state.packages().empty()) {
+      return entry + " is neither an absolute path nor a package declared in this state";
+    }
+    std::vector<std::string> names;
+    for (const auto& package : state.packages()) {
+      if (package.ensure() != v1::PACKAGE_ENSURE_ABSENT) names.push_back(package.name());
+    }
+    std::string message = entry + " is not a package declared in this state";
+    if (auto nearest = nearestName(entry, names)) message += "; did you mean " + *nearest + "?";
+    return message;
+  }
+
+  // The agent's own configuration files (see agent/converge/kernel.cpp), when
+  // it writes them. They come first, at no position, so that a file or
+  // artifact declared at one of them is the one reported, wherever it is.
+  void declareKernelConfigs(const v1::NodeState& state, std::vector<Declared>& declared) const {
+    auto add = [&](std::string_view path, std::string field) {
+      declared.push_back(Declared{.path = std::string(path),
+                                  .fieldPath = field,
+                                  .kind = Declared::Kind::kKernelConfig,
+                                  .unit = field,
+                                  .absent = false,
+                                  .position = {}});
+    };
+    if (!state.kernel_modules().empty()) add(kModulesConfig, "kernelModules");
+    if (!state.sysctls().empty()) add(kSysctlConfig, "sysctls");
+  }
+
+  void checkArtifact(const std::string& at, const v1::Artifact& artifact,
+                     std::vector<Declared>& declared) {
+    checkAttributes(at, artifact.path(), artifact.has_mode(), artifact.mode(), artifact.owner(),
+                    artifact.group(), artifact.ensure(), declared, Declared::Kind::kArtifact);
+    if (artifact.ensure() == v1::ENSURE_ABSENT) {
+      // Removing the file needs none of what fetching it does.
+      if (!artifact.url().empty()) error(at + ".url", "has no effect with ensure: absent");
+      if (!artifact.sha256().empty()) error(at + ".sha256", "has no effect with ensure: absent");
+      if (!artifact.ca_file().empty()) error(at + ".caFile", "has no effect with ensure: absent");
+      if (artifact.has_max_size()) error(at + ".maxSize", "has no effect with ensure: absent");
+      return;
+    }
+    if (artifact.url().empty()) {
+      error(at + ".url", "required");
+    } else if (auto problem = urlProblem(artifact.url())) {
+      error(at + ".url", *problem);
+    }
+    if (artifact.sha256().empty()) {
+      error(at + ".sha256", "required; the agent installs only what matches it");
+    } else if (auto problem = sha256Problem(artifact.sha256())) {
+      error(at + ".sha256", *problem);
+    }
+    if (!artifact.ca_file().empty()) {
+      if (auto problem = pathProblem(artifact.ca_file())) error(at + ".caFile", *problem);
+    }
+    if (artifact.has_max_size() && artifact.max_size() == 0) {
+      error(at + ".maxSize", "must be greater than 0; leave it out for the default of 1 GiB");
+    }
+  }
+
+  void checkPackages(const v1::NodeState& state) {
+    std::unordered_map<std::string_view, std::string> names;
+    for (int i = 0; i < state.packages_size(); ++i) {
+      const auto& package = state.packages(i);
+      const std::string at = "packages[" + std::to_string(i) + "]";
+      if (package.name().empty()) {
+        error(at + ".name", "required");
+      } else if (auto problem = packageNameProblem(package.name())) {
+        error(at + ".name", *problem);
+      } else if (auto [first, inserted] = names.try_emplace(package.name(), at + ".name");
+                 !inserted) {
+        error(at + ".name",
+              package.name() + " is already declared at " + sources_.describe(first->second));
+      }
+      if (!v1::PackageEnsure_IsValid(package.ensure())) {
+        error(at + ".ensure", "unknown value " + std::to_string(package.ensure()));
+      }
+      if (!package.version().empty()) {
+        if (package.ensure() == v1::PACKAGE_ENSURE_LATEST) {
+          error(at + ".version",
+                "has no effect with ensure: latest, which installs the archive's newest; "
+                "leave ensure out to install this version");
+        } else if (package.ensure() == v1::PACKAGE_ENSURE_ABSENT) {
+          error(at + ".version", "has no effect with ensure: absent");
+        } else if (auto problem = versionProblem(package.version())) {
+          error(at + ".version", *problem);
+        }
+      }
+      if (package.has_hold() && package.hold() && package.ensure() == v1::PACKAGE_ENSURE_ABSENT) {
+        error(at + ".hold", "a package to remove cannot be held; leave hold out");
+      }
+    }
+  }
+
+  // Keys are checked in order, for messages in the same order every time
+  // (a proto map has none).
+  void checkSysctls(const v1::NodeState& state) {
+    std::vector<std::string_view> names;
+    for (const auto& [name, value] : state.sysctls()) names.push_back(name);
+    std::sort(names.begin(), names.end());
+    for (std::string_view name : names) {
+      const std::string at = "sysctls[\"" + std::string(name) + "\"]";
+      if (auto problem = sysctlNameProblem(name)) error(at, *problem);
+      if (auto problem = sysctlValueProblem(state.sysctls().at(std::string(name)))) {
+        error(at, *problem);
+      }
+    }
+  }
+
+  // modprobe treats '-' and '_' in names alike: br-netfilter is br_netfilter.
+  void checkKernelModules(const v1::NodeState& state) {
+    std::unordered_map<std::string, int> seen;
+    for (int i = 0; i < state.kernel_modules_size(); ++i) {
+      const std::string& name = state.kernel_modules(i);
+      const std::string at = "kernelModules[" + std::to_string(i) + "]";
+      if (name.empty()) {
+        error(at, "empty; name a kernel module");
+        continue;
+      }
+      if (name.size() > kMaxModuleNameBytes) {
+        error(at,
+              "module names are at most " + std::to_string(kMaxModuleNameBytes) + " characters");
+        continue;
+      }
+      auto bad = std::find_if(name.begin(), name.end(), [](char c) {
+        return !isLetter(c) && !isDigit(c) && c != '_' && c != '-';
+      });
+      if (bad != name.end()) {
+        error(at, name + " contains " + describeChar(*bad) + ", not allowed in module names");
+        continue;
+      }
+      std::string canonical = name;
+      std::replace(canonical.begin(), canonical.end(), '-', '_');
+      auto [first, inserted] = seen.try_emplace(canonical, i);
+      if (inserted) continue;
+      const std::string& earlier = state.kernel_modules(first->second);
+      std::string message =
+          name + " is already declared at " +
+          sources_.describe("kernelModules[" + std::to_string(first->second) + "]");
+      if (earlier != name) message += " as " + earlier + " ('-' and '_' are the same to modprobe)";
+      error(at, message);
     }
   }
 

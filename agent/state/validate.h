@@ -18,12 +18,15 @@ inline constexpr size_t kMaxContentBytes = 1 << 20;
 
 // Checks what the schema cannot express: normalized absolute paths, systemd
 // unit and drop-in names, modes, owner and group syntax, content sizes and
-// base64, no path declared twice (units' files and drop-ins under
-// /etc/systemd/system included), restartOn naming declared files. Every state
-// goes through it before it is used: one from YAML with the loader's
-// `sources`, so that errors carry positions, and one from the server with an
-// empty SourceMap. Whether owners and groups exist is for the converge planner
-// to find out, on the machine, at apply time.
+// base64, package names and versions, artifacts' https URLs and digests,
+// kernel parameter and module names; no path declared twice (units' files and
+// drop-ins under /etc/systemd/system, artifacts, and the agent's own files for
+// sysctls and kernelModules included); restartOn naming declared files,
+// artifacts, unit files, drop-ins or packages. Every state goes through it
+// before it is used: one from YAML with the loader's `sources`, so that errors
+// carry positions, and one from the server with an empty SourceMap. Whether
+// owners and groups exist is for the converge planner to find out, on the
+// machine, at apply time.
 std::vector<Diagnostic> validate(const v1::NodeState& state, const SourceMap& sources);
 
 }  // namespace nodewarden::state

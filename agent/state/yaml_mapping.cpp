@@ -166,26 +166,15 @@ std::string foldSpelling(std::string_view name) {
 }
 
 std::string unknownFieldMessage(const pb::Descriptor* type, std::string_view name) {
-  // Names longer than any field are not worth an O(n·m) comparison.
-  constexpr size_t kLongestCompared = 64;
-  const pb::FieldDescriptor* nearest = nullptr;
-  size_t nearestDistance = std::numeric_limits<size_t>::max();
+  std::vector<std::string> names;
   std::string all;
   for (int i = 0; i < type->field_count(); ++i) {
-    const std::string& candidate = type->field(i)->json_name();
-    all += (all.empty() ? "" : ", ") + candidate;
-    if (name.size() > kLongestCompared) continue;
-    size_t distance =
-        foldSpelling(name) == foldSpelling(candidate) ? 0 : editDistance(name, candidate);
-    // A third of the longer name may differ: "state" → "status" is close,
-    // "name" → "mode" is not.
-    const size_t allowed = std::max<size_t>(1, std::max(name.size(), candidate.size()) / 3);
-    if (distance <= allowed && distance < nearestDistance) {
-      nearest = type->field(i);
-      nearestDistance = distance;
-    }
+    names.push_back(type->field(i)->json_name());
+    all += (all.empty() ? "" : ", ") + names.back();
   }
-  if (nearest) return "unknown field; did you mean \"" + nearest->json_name() + "\"?";
+  if (auto nearest = nearestName(name, names)) {
+    return "unknown field; did you mean \"" + *nearest + "\"?";
+  }
   return "unknown field; expected one of: " + all;
 }
 
@@ -581,6 +570,29 @@ class Mapper final {
 };
 
 }  // namespace
+
+std::optional<std::string> nearestName(std::string_view name,
+                                       const std::vector<std::string>& candidates) {
+  // Names longer than any field or package are not worth an O(n·m) comparison.
+  constexpr size_t kLongestCompared = 64;
+  if (name.size() > kLongestCompared) return std::nullopt;
+  const std::string* nearest = nullptr;
+  size_t nearestDistance = std::numeric_limits<size_t>::max();
+  for (const std::string& candidate : candidates) {
+    if (candidate.size() > kLongestCompared) continue;
+    const size_t distance =
+        foldSpelling(name) == foldSpelling(candidate) ? 0 : editDistance(name, candidate);
+    // A third of the longer name may differ: "state" → "status" is close,
+    // "name" → "mode" is not.
+    const size_t allowed = std::max<size_t>(1, std::max(name.size(), candidate.size()) / 3);
+    if (distance <= allowed && distance < nearestDistance) {
+      nearest = &candidate;
+      nearestDistance = distance;
+    }
+  }
+  if (!nearest) return std::nullopt;
+  return *nearest;
+}
 
 MappingOutcome mapYaml(const YamlNode& node, pb::Message& message, const MappingLimits& limits,
                        SourceMap& sources) {

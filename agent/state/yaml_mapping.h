@@ -1,6 +1,9 @@
 #pragma once
 
 #include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "agent/state/diagnostic.h"
@@ -37,5 +40,11 @@ struct MappingOutcome {
 // element in its place, so that indices still match the document.
 MappingOutcome mapYaml(const YamlNode& node, google::protobuf::Message& message,
                        const MappingLimits& limits, SourceMap& sources);
+
+// The candidate `name` is most likely a typo of, if any is close enough: at
+// most a third of the longer one differs, ignoring case, '_' and '-'
+// ("contnet" → "content", "restart_on" → "restartOn").
+std::optional<std::string> nearestName(std::string_view name,
+                                       const std::vector<std::string>& candidates);
 
 }  // namespace nodewarden::state

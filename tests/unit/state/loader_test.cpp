@@ -358,6 +358,36 @@ TEST(LoaderTest, StringFieldsTakeAnyScalarButNotNullOrCollections) {
                           "node.yaml:6:12: files[0].owner: expected a string, got a mapping"));
 }
 
+// Operators write kernel parameters as YAML numbers and booleans; the kernel
+// takes their text.
+TEST(LoaderTest, SysctlValuesTakeBareScalarsAsWritten) {
+  LoadResult result = loadString(std::string(kHeader) +
+                                     "kernelModules: [overlay, br_netfilter]\n"
+                                     "sysctls:\n"
+                                     "  net.ipv4.ip_forward: 1\n"
+                                     "  vm.overcommit_ratio: 050\n"
+                                     "  kernel.panic_on_oops: true\n"
+                                     "  net.ipv4.ip_local_port_range: 32768 60999\n"
+                                     "  vm.dirty_ratio: \"10\"\n",
+                                 "node.yaml");
+  ASSERT_TRUE(result.ok()) << result.errors.front().toString();
+  EXPECT_THAT(result.state->kernel_modules(), ElementsAre("overlay", "br_netfilter"));
+  const auto& sysctls = result.state->sysctls();
+  EXPECT_EQ(sysctls.at("net.ipv4.ip_forward"), "1");
+  EXPECT_EQ(sysctls.at("vm.overcommit_ratio"), "050");
+  EXPECT_EQ(sysctls.at("kernel.panic_on_oops"), "true");
+  EXPECT_EQ(sysctls.at("net.ipv4.ip_local_port_range"), "32768 60999");
+  EXPECT_EQ(sysctls.at("vm.dirty_ratio"), "10");
+
+  EXPECT_THAT(errorsOf("sysctls:\n"
+                       "  net.ipv4.ip_forward:\n"
+                       "  vm.swappiness: [1]\n"),
+              ElementsAre("node.yaml:4:3: sysctls[\"net.ipv4.ip_forward\"]: expected a string, "
+                          "got null; write \"\" for an empty string",
+                          "node.yaml:5:18: sysctls[\"vm.swappiness\"]: expected a string, got a "
+                          "sequence"));
+}
+
 TEST(LoaderTest, SequencesAndMappingsMustHaveTheirShape) {
   EXPECT_THAT(errorsOf("metadata: worker\n"
                        "files:\n"
@@ -407,8 +437,8 @@ TEST(LoaderTest, BadElementKeepsTheIndicesOfTheOthers) {
                           "node.yaml:5:11: files[1].path: etc/b is not an absolute path",
                           "node.yaml:8:17: units[0].restartOn[0]: expected a string, got a "
                           "sequence",
-                          "node.yaml:8:22: units[0].restartOn[1]: relative is not an absolute "
-                          "path"));
+                          "node.yaml:8:22: units[0].restartOn[1]: relative is neither an "
+                          "absolute path nor a package declared in this state"));
 }
 
 TEST(LoaderTest, AliasesMayShareContent) {

@@ -295,10 +295,10 @@ TEST(ValidateTest, RestartOnMustNameADeclaredFile) {
                        "      - /etc/b\n"
                        "      - /etc/d\n"
                        "      - /etc/a/\n"),
-              ElementsAre("node.yaml:11:9: units[0].restartOn[1]: /etc/b is not a file declared "
-                          "in this state",
-                          "node.yaml:12:9: units[0].restartOn[2]: /etc/d is not a file declared "
-                          "in this state",
+              ElementsAre("node.yaml:11:9: units[0].restartOn[1]: /etc/b is not a file, "
+                          "artifact, unit file or drop-in declared in this state",
+                          "node.yaml:12:9: units[0].restartOn[2]: /etc/d is not a file, "
+                          "artifact, unit file or drop-in declared in this state",
                           "node.yaml:13:9: units[0].restartOn[3]: /etc/a/ is not normalized; "
                           "write /etc/a"));
 }
@@ -369,6 +369,260 @@ TEST(ValidateTest, AbsentResourcesCarryNothingElse) {
                           "node.yaml:7:11: files[0].mode: has no effect with ensure: absent"));
 }
 
+TEST(ValidateTest, PackagesHaveValidUniqueNames) {
+  EXPECT_THAT(errorsOf("packages:\n"
+                       "  - name: containerd\n"
+                       "  - name: containerd\n"
+                       "  - name: \"bad name\"\n"
+                       "  - name: -dash\n"
+                       "  - ensure: present\n"
+                       "  - name: libstdc++6\n"
+                       "  - name: kubernetes-cni_1.2.0\n"
+                       "  - name: " +
+                       std::string(256, 'a') + "\n"),
+              ElementsAre("node.yaml:5:11: packages[1].name: containerd is already declared at "
+                          "node.yaml:4:11",
+                          "node.yaml:6:11: packages[2].name: bad name contains ' ', not allowed "
+                          "in package names",
+                          "node.yaml:7:11: packages[3].name: -dash does not start with a letter "
+                          "or digit",
+                          "node.yaml:8:5: packages[4].name: required",
+                          "node.yaml:11:11: packages[7].name: package names are at most 255 "
+                          "characters"));
+}
+
+TEST(ValidateTest, PackageVersionsGoWithEnsurePresent) {
+  EXPECT_THAT(errorsOf("packages:\n"
+                       "  - {name: a, version: \"1.6.20~ds1-1+b1\"}\n"
+                       "  - {name: b, version: \"2:1.6.20-3.el9\", ensure: present, hold: true}\n"
+                       "  - {name: c, version: \"1.0\", ensure: latest}\n"
+                       "  - {name: d, version: \"1.0\", ensure: absent}\n"
+                       "  - {name: e, version: \"1.0 beta\"}\n"
+                       "  - {name: f, ensure: absent, hold: true}\n"
+                       "  - {name: g, ensure: absent, hold: false}\n"),
+              ElementsAre("node.yaml:6:24: packages[2].version: has no effect with ensure: "
+                          "latest, which installs the archive's newest; leave ensure out to "
+                          "install this version",
+                          "node.yaml:7:24: packages[3].version: has no effect with ensure: absent",
+                          "node.yaml:8:24: packages[4].version: 1.0 beta contains ' ', not "
+                          "allowed in versions",
+                          "node.yaml:9:37: packages[5].hold: a package to remove cannot be held; "
+                          "leave hold out"));
+}
+
+constexpr std::string_view kDigest =
+    "109bd2607b054a477ede31c55ae814eae8e75543126dc4cea40b04424d843489";
+
+TEST(ValidateTest, ArtifactsComeOverHttpsWithTheirDigest) {
+  EXPECT_THAT(errorsOf("artifacts:\n"
+                       "  - path: /usr/local/bin/kubelet\n"
+                       "    url: https://dl.k8s.io/release/v1.33.4/bin/linux/amd64/kubelet\n"
+                       "    sha256: " +
+                       std::string(kDigest) +
+                       "\n"
+                       "    mode: \"0755\"\n"
+                       "    caFile: /etc/ssl/mirror.pem\n"
+                       "    maxSize: 200000000\n"
+                       "    owner: root\n"),
+              IsEmpty());
+  EXPECT_THAT(errorsOf("artifacts:\n"
+                       "  - path: usr/local/bin/x\n"
+                       "    url: http://mirror.example/x\n"
+                       "    sha256: " +
+                       std::string(kDigest.size() - 1, 'a') +
+                       "\n"
+                       "  - path: /opt/y\n"
+                       "    url: ftp://mirror.example/y\n"
+                       "    sha256: " +
+                       std::string(kDigest.size(), 'A') +
+                       "\n"
+                       "    caFile: etc/ca.pem\n"
+                       "    maxSize: 0\n"
+                       "    owner: \"bad name\"\n"
+                       "  - path: /opt/z\n"
+                       "  - path: /opt/w\n"
+                       "    url: \"https:///w\"\n"
+                       "    sha256: " +
+                       std::string(kDigest.size() - 1, 'a') +
+                       "g\n"
+                       "  - path: /opt/v\n"
+                       "    url: mirror.example/v\n"
+                       "    sha256: " +
+                       std::string(kDigest) + "\n"),
+              ElementsAre("node.yaml:4:11: artifacts[0].path: usr/local/bin/x is not an absolute "
+                          "path",
+                          "node.yaml:5:10: artifacts[0].url: http://mirror.example/x is not an "
+                          "https:// URL; artifacts are fetched only over HTTPS (write https://, "
+                          "or serve it over HTTPS)",
+                          "node.yaml:6:13: artifacts[0].sha256: a sha256 is 64 hex digits, got 63",
+                          "node.yaml:8:10: artifacts[1].url: ftp://mirror.example/y is not an "
+                          "https:// URL; artifacts are fetched only over HTTPS",
+                          "node.yaml:9:13: artifacts[1].sha256: write the sha256 in lowercase "
+                          "hex digits",
+                          "node.yaml:10:13: artifacts[1].caFile: etc/ca.pem is not an absolute "
+                          "path",
+                          "node.yaml:11:14: artifacts[1].maxSize: must be greater than 0; leave "
+                          "it out for the default of 1 GiB",
+                          "node.yaml:12:12: artifacts[1].owner: bad name is not a valid user name "
+                          "or numeric id",
+                          "node.yaml:13:5: artifacts[2].url: required",
+                          "node.yaml:13:5: artifacts[2].sha256: required; the agent installs only "
+                          "what matches it",
+                          "node.yaml:15:10: artifacts[3].url: https:///w has no host",
+                          "node.yaml:16:13: artifacts[3].sha256: the sha256 contains 'g', not a "
+                          "hex digit",
+                          "node.yaml:18:10: artifacts[4].url: mirror.example/v is not a URL; "
+                          "write https://host/path"));
+}
+
+TEST(ValidateTest, AbsentArtifactsCarryNothingElse) {
+  EXPECT_THAT(errorsOf("artifacts:\n"
+                       "  - path: /usr/local/bin/old\n"
+                       "    ensure: absent\n"),
+              IsEmpty());
+  EXPECT_THAT(errorsOf("artifacts:\n"
+                       "  - path: /usr/local/bin/old\n"
+                       "    ensure: absent\n"
+                       "    url: https://mirror.example/old\n"
+                       "    mode: \"0755\"\n"),
+              ElementsAre("node.yaml:6:10: artifacts[0].url: has no effect with ensure: absent",
+                          "node.yaml:7:11: artifacts[0].mode: has no effect with ensure: absent"));
+}
+
+TEST(ValidateTest, ArtifactPathsAreDeclaredPaths) {
+  EXPECT_THAT(errorsOf("files:\n"
+                       "  - path: /usr/local/bin/kubelet\n"
+                       "artifacts:\n"
+                       "  - path: /usr/local/bin/kubelet\n"
+                       "    url: https://mirror.example/kubelet\n"
+                       "    sha256: " +
+                       std::string(kDigest) +
+                       "\n"
+                       "  - path: /etc/systemd/system/app.service\n"
+                       "    url: https://mirror.example/app.service\n"
+                       "    sha256: " +
+                       std::string(kDigest) +
+                       "\n"
+                       "units:\n"
+                       "  - name: app.service\n"
+                       "    content: x\n"),
+              ElementsAre("node.yaml:6:11: artifacts[0].path: /usr/local/bin/kubelet is already "
+                          "declared as a file at node.yaml:4:11",
+                          "node.yaml:14:14: units[0].content: the unit file "
+                          "/etc/systemd/system/app.service is already declared as an artifact "
+                          "at node.yaml:9:11"));
+}
+
+// The agent writes these two files itself when the state has sysctls or
+// kernelModules: declared again, the two would overwrite each other.
+TEST(ValidateTest, KernelConfigFilesBelongToTheAgent) {
+  const std::string files =
+      "files:\n"
+      "  - path: /etc/sysctl.d/90-nodewarden.conf\n"
+      "    content: x\n"
+      "artifacts:\n"
+      "  - path: /etc/modules-load.d/nodewarden.conf\n"
+      "    url: https://mirror.example/modules\n"
+      "    sha256: " +
+      std::string(kDigest) + "\n";
+  EXPECT_THAT(errorsOf(files), IsEmpty());
+  EXPECT_THAT(errorsOf(files + "sysctls:\n"
+                               "  net.ipv4.ip_forward: 1\n"
+                               "kernelModules: [overlay]\n"),
+              ElementsAre("node.yaml:4:11: files[0].path: /etc/sysctl.d/90-nodewarden.conf is "
+                          "already declared as the agent's file for sysctls at node.yaml:11:3 "
+                          "(sysctls)",
+                          "node.yaml:7:11: artifacts[0].path: "
+                          "/etc/modules-load.d/nodewarden.conf is already declared as the "
+                          "agent's file for kernelModules at node.yaml:12:16 (kernelModules)"));
+}
+
+TEST(ValidateTest, SysctlNamesAreParametersAndValuesOneLine) {
+  EXPECT_THAT(errorsOf("sysctls:\n"
+                       "  net.ipv4.ip_forward: 1\n"
+                       "  net.ipv4.conf.eth0/100.rp_filter: 2\n"
+                       "  net/core/somaxconn: 4096\n"
+                       "  net.ipv4.ip_local_port_range: 32768 60999\n"
+                       "  net.ipv6.conf.enP2p1s0.disable_ipv6: 1\n"),
+              IsEmpty());
+  EXPECT_THAT(errorsOf("sysctls:\n"
+                       "  \"net..ipv4\": 1\n"
+                       "  \".net\": 1\n"
+                       "  \"net.ipv4.ip forward\": 1\n"
+                       "  \"net/../kernel\": 1\n"
+                       "  \"net.//.x\": 1\n"
+                       "  kernel.empty: \"\"\n"
+                       "  kernel.multi: \"a\\nb\"\n"
+                       "  kernel.tab: \"a\\tb\"\n"),
+              ElementsAre("node.yaml:4:16: sysctls[\"net..ipv4\"]: net..ipv4 has an empty "
+                          "component",
+                          "node.yaml:5:11: sysctls[\".net\"]: .net starts or ends with a "
+                          "separator",
+                          "node.yaml:6:26: sysctls[\"net.ipv4.ip forward\"]: net.ipv4.ip forward "
+                          "contains ' ', not allowed in kernel parameter names",
+                          "node.yaml:7:20: sysctls[\"net/../kernel\"]: net/../kernel has a "
+                          "component that is . or .. under /proc/sys",
+                          "node.yaml:8:15: sysctls[\"net.//.x\"]: net.//.x has a component that "
+                          "is . or .. under /proc/sys",
+                          "node.yaml:9:17: sysctls[\"kernel.empty\"]: the value is empty",
+                          "node.yaml:10:17: sysctls[\"kernel.multi\"]: the value spans several "
+                          "lines; a kernel parameter takes one"));
+}
+
+TEST(ValidateTest, KernelModulesAreNamesUniqueWhateverTheirDashes) {
+  EXPECT_THAT(errorsOf("kernelModules:\n"
+                       "  - overlay\n"
+                       "  - br_netfilter\n"
+                       "  - br-netfilter\n"
+                       "  - \"nf conntrack\"\n"
+                       "  - \"\"\n"
+                       "  - overlay\n"
+                       "  - " +
+                       std::string(56, 'm') + "\n"),
+              ElementsAre("node.yaml:6:5: kernelModules[2]: br-netfilter is already declared at "
+                          "node.yaml:5:5 as br_netfilter ('-' and '_' are the same to modprobe)",
+                          "node.yaml:7:5: kernelModules[3]: nf conntrack contains ' ', not "
+                          "allowed in module names",
+                          "node.yaml:8:5: kernelModules[4]: empty; name a kernel module",
+                          "node.yaml:9:5: kernelModules[5]: overlay is already declared at "
+                          "node.yaml:4:5",
+                          "node.yaml:10:5: kernelModules[6]: module names are at most 55 "
+                          "characters"));
+}
+
+TEST(ValidateTest, RestartOnNamesPackagesArtifactsAndUnitFiles) {
+  EXPECT_THAT(errorsOf("packages:\n"
+                       "  - name: containerd\n"
+                       "  - name: docker.io\n"
+                       "    ensure: absent\n"
+                       "artifacts:\n"
+                       "  - path: /usr/local/bin/kubelet\n"
+                       "    url: https://mirror.example/kubelet\n"
+                       "    sha256: " +
+                       std::string(kDigest) +
+                       "\n"
+                       "units:\n"
+                       "  - name: kubelet.service\n"
+                       "    restartOn:\n"
+                       "      - containerd\n"
+                       "      - /usr/local/bin/kubelet\n"
+                       "      - /etc/systemd/system/app.service\n"
+                       "      - /etc/systemd/system/app.service.d/10-x.conf\n"
+                       "      - containerd.i\n"
+                       "      - docker.io\n"
+                       "      - kubeadm\n"
+                       "  - name: app.service\n"
+                       "    content: x\n"
+                       "    dropIns:\n"
+                       "      - {name: 10-x.conf, content: y}\n"),
+              ElementsAre("node.yaml:18:9: units[0].restartOn[4]: containerd.i is not a package "
+                          "declared in this state; did you mean containerd?",
+                          "node.yaml:19:9: units[0].restartOn[5]: docker.io is declared absent "
+                          "at node.yaml:6:13; only an installed package can restart a unit",
+                          "node.yaml:20:9: units[0].restartOn[6]: kubeadm is not a package "
+                          "declared in this state"));
+}
+
 // States from the server have no document: the same checks, with field paths.
 TEST(ValidateTest, ProtoWithoutSourcesGetsPathsOnly) {
   v1::NodeState state;
@@ -399,6 +653,29 @@ TEST(ValidateTest, ProtoWithoutSourcesNamesTheUnitFieldOnce) {
   for (const auto& e : validate(state, SourceMap())) errors.push_back(e.toString());
   EXPECT_THAT(errors, ElementsAre("units[0].content: the unit file /etc/systemd/system/a.service "
                                   "is already declared as a file at files[0].path"));
+}
+
+TEST(ValidateTest, ProtoWithoutSourcesChecksTheNewKindsToo) {
+  v1::NodeState state;
+  state.add_files()->set_path("/etc/sysctl.d/90-nodewarden.conf");
+  auto* package = state.add_packages();
+  package->set_name("containerd");
+  package->set_ensure(v1::PACKAGE_ENSURE_LATEST);
+  package->set_version("1.7");
+  (*state.mutable_sysctls())["net.ipv4.ip_forward"] = "1";
+  (*state.mutable_sysctls())["kernel..x"] = "1";
+  state.add_kernel_modules("overlay!");
+
+  std::vector<std::string> errors;
+  for (const auto& e : validate(state, SourceMap())) errors.push_back(e.toString());
+  EXPECT_THAT(errors,
+              ElementsAre("files[0].path: /etc/sysctl.d/90-nodewarden.conf is already declared "
+                          "as the agent's file for sysctls at sysctls",
+                          "packages[0].version: has no effect with ensure: latest, which "
+                          "installs the archive's newest; leave ensure out to install this "
+                          "version",
+                          "sysctls[\"kernel..x\"]: kernel..x has an empty component",
+                          "kernelModules[0]: overlay! contains '!', not allowed in module names"));
 }
 
 }  // namespace

@@ -259,7 +259,7 @@ std::vector<std::string> planModuleLoads(const std::vector<std::string>& names,
       notLoadable.push_back(name);
       continue;
     }
-    // Built in modules without parameters have no directory in /sys/module.
+    // Built-in modules without parameters have no directory in /sys/module.
     const ModuleIndex::Kind kind = index->find(name);
     if (kind == ModuleIndex::Kind::kBuiltIn) continue;
     if (kind == ModuleIndex::Kind::kMissing) {

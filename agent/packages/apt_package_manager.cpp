@@ -114,10 +114,16 @@ std::optional<AptPackageManager::LockHolder> lockHolder(const std::string& path)
   struct flock probe {};
   probe.l_type = F_WRLCK;
   probe.l_whence = SEEK_SET;
-  if (::fcntl(fd.get(), F_GETLK, &probe) < 0 || probe.l_type == F_UNLCK || probe.l_pid <= 0) {
-    return std::nullopt;
-  }
+  if (::fcntl(fd.get(), F_GETLK, &probe) < 0 || probe.l_type == F_UNLCK) return std::nullopt;
+  // A holder in another PID namespace (the host of a container) reads as 0.
+  if (probe.l_pid <= 0) return AptPackageManager::LockHolder{0, ""};
   return AptPackageManager::LockHolder{probe.l_pid, processName(probe.l_pid)};
+}
+
+// "1234 (unattended-upgr)", or who it may be when its PID is not visible here.
+std::string describe(const AptPackageManager::LockHolder& holder) {
+  if (holder.pid == 0) return "a process outside this node's PID namespace";
+  return std::to_string(holder.pid) + " (" + holder.name + ")";
 }
 
 }  // namespace
@@ -299,8 +305,8 @@ void AptPackageManager::apply(const PackageTransaction& transaction, Done done) 
   mark("unhold", transaction.unhold);
 
   if (auto holder = dpkgLockHolder()) {
-    NW_LOG(logger(), info, "Waiting up to {} for the dpkg lock held by {} ({})",
-           seconds(options_.lockWait), holder->pid, holder->name);
+    NW_LOG(logger(), warn, "Waiting up to {} for the dpkg lock held by {}",
+           seconds(options_.lockWait), describe(*holder));
   }
   runInOrder(std::move(commands), 0, std::move(done));
 }
@@ -325,8 +331,7 @@ std::string AptPackageManager::failure(const Command& command,
   if (command.takesDpkgLock && result) {
     if (auto holder = dpkgLockHolder()) {
       std::string message = command.label + " timed out after " + seconds(options_.lockWait) +
-                            " waiting for the dpkg lock held by " + std::to_string(holder->pid) +
-                            " (" + holder->name + ")";
+                            " waiting for the dpkg lock held by " + describe(*holder);
       if (!errors.empty()) message += ": " + joined(errors, "; ");
       return message;
     }

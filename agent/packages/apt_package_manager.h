@@ -36,7 +36,7 @@ class AptPackageManager final : public PackageManager {
 
   // Who holds a lock file: a process of this node.
   struct LockHolder {
-    pid_t pid = 0;
+    pid_t pid = 0;     // 0: a process outside this node's PID namespace
     std::string name;  // its /proc/PID/comm
   };
 

@@ -45,8 +45,9 @@ def apt_node(rootfs: Path, build_dir: Path, tmp_path: Path):
 
 
 def installed_version(node: Node, name: str) -> str | None:
-    result = node.run(["dpkg-query", "-W", "-f=${Status}\t${Version}", name], check=False)
-    if result.returncode != 0 or not result.stdout.startswith("install ok installed"):
+    result = node.run(["dpkg-query", "-W", "--showformat=${Status}\t${Version}", name], check=False)
+    # "install ok installed", or "hold ok installed" for a held package.
+    if result.returncode != 0 or " ok installed\t" not in result.stdout:
         return None
     return result.stdout.split("\t")[1]
 

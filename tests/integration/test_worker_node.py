@@ -1,34 +1,19 @@
 """examples/worker-node.yaml applied to a fresh node, as the example is written, except
 that kubelet and kubeadm come from a local HTTPS server standing in for the release site."""
 
-import hashlib
-import re
 from pathlib import Path
 
 from agent_helpers import apply, assert_no_op, write_state
-from harness.https_server import HttpsServer
+from harness.https_server import HttpsServer, serve_artifacts, stand_in
 from harness.node import REPO_ROOT, Node
 
 EXAMPLE = REPO_ROOT / "examples/worker-node.yaml"
 CA = "/etc/nodewarden/mirror-ca.pem"
 
 
-def stand_in(name: str) -> bytes:
-    return f"#!/bin/sh\necho '{name} stand-in for tests'\n".encode()
-
-
 def served_locally(example: str, server: HttpsServer) -> str:
-    """The example with each artifact's url, sha256 and CA pointing at `server`."""
-    def swap(match: re.Match) -> str:
-        indent, name = match.group(1), match.group(3)
-        data = stand_in(name)
-        server.publish(name, data)
-        return (f"{indent}url: {server.url(name)}\n"
-                f"{indent}sha256: {hashlib.sha256(data).hexdigest()}\n"
-                f"{indent}caFile: {CA}\n")
-    text, count = re.subn(r"( +)url: (https://\S+/)([a-z]+)\n +sha256: [0-9a-f]{64}\n",
-                          swap, example)
-    assert count == 2, "the example should fetch kubelet and kubeadm"
+    text = serve_artifacts(example, server, CA)
+    assert text.count(server.url("")) == 2, "the example should fetch kubelet and kubeadm"
     return text
 
 
@@ -42,8 +27,8 @@ def test_worker_node_example_converges_then_is_a_no_op(rootfs: Path, build_dir: 
         assert run.report["failed"] == 0, run.describe()
 
         # containerd: installed from the archive, held, configured, running, answering.
-        status = node.run(["dpkg-query", "-W", "-f=${Status}", "containerd"]).stdout
-        assert status == "install ok installed"
+        status = node.run(["dpkg-query", "-W", "--showformat=${Status}", "containerd"]).stdout
+        assert status == "hold ok installed"
         assert "containerd" in node.run(["apt-mark", "showhold"]).stdout.split()
         assert "SystemdCgroup = true" in node.read_file("/etc/containerd/config.toml").decode()
         assert node.systemctl("is-active", "containerd.service").stdout.strip() == "active"

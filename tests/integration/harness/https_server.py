@@ -4,7 +4,9 @@ The CA and the server's certificate are made with the openssl command for each s
 so nothing the host trusts is involved: a client must be handed the CA file to connect.
 """
 
+import hashlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -96,3 +98,21 @@ class HttpsServer:
         _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
                  "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf",
                  cwd=d)
+
+
+def stand_in(name: str) -> bytes:
+    """A small script standing in for a released binary (kubelet, kubeadm) in tests."""
+    return f"#!/bin/sh\necho '{name} stand-in for tests'\n".encode()
+
+
+def serve_artifacts(state: str, server: HttpsServer, ca_path: str) -> str:
+    """`state` with each artifact's url, sha256 and CA pointing at `server`, which serves a
+    stand-in for each (named after the URL's last component). Returns the new state."""
+    def swap(match: re.Match) -> str:
+        indent, name = match.group(1), match.group(2)
+        data = stand_in(name)
+        server.publish(name, data)
+        return (f"{indent}url: {server.url(name)}\n"
+                f"{indent}sha256: {hashlib.sha256(data).hexdigest()}\n"
+                f"{indent}caFile: {ca_path}\n")
+    return re.sub(r"( +)url: https://\S+/([^/\s]+)\n +sha256: [0-9a-f]{64}\n", swap, state)

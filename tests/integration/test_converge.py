@@ -426,9 +426,10 @@ def assert_nothing_partial(node, count: int, generations: set[int]) -> dict[int,
         held[i] = matches[0]
     # A kill between the link and the rename of one file leaves its named temporary (see
     # test_kill_between_link_and_rename_leaves_no_temporary_file): microseconds in the
-    # ~10 ms each file takes, which these kills, timed from the host, hit about 1 in 1000.
+    # ~10 ms each file takes, which these kills, timed from the host, hit now and then.
+    # At most that one; the repair removes it (repair_after_kill checks).
     leftovers = temporary_files(node)
-    assert leftovers == [], f"temporary files left behind: {leftovers}"
+    assert len(leftovers) <= 1, f"temporary files left behind: {leftovers}"
     return held
 
 
@@ -436,6 +437,7 @@ def repair_after_kill(node) -> None:
     run = apply(node, timeout=180)
     assert run.returncode in (0, 2), run.describe()
     assert run.report["failed"] == 0, run.describe()
+    assert temporary_files(node) == []
     assert_no_op(node)
 
 

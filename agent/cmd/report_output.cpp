@@ -63,7 +63,11 @@ void printReport(const converge::Report& report, std::ostream& out) {
   out << "Result: " << report.changed() << " changed, " << report.failed() << " failed, "
       << report.jobsQueued << " systemd jobs, " << ms << " ms\n";
   for (const auto& change : report.changes) {
-    if (change.outcome == converge::Change::Outcome::kApplied) continue;
+    // What the node cannot have was said with the plan, just above.
+    if (change.outcome == converge::Change::Outcome::kApplied ||
+        change.outcome == converge::Change::Outcome::kNotApplicable) {
+      continue;
+    }
     out << "  " << std::left << std::setw(8) << outcomeName(change.outcome) << change.action << " "
         << change.resource;
     if (!change.error.empty()) out << ": " << change.error;

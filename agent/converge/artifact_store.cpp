@@ -148,6 +148,7 @@ struct ArtifactStore::Impl {
   std::unique_ptr<core::Timer> readyTimer;
   std::map<std::string, Remembered> remembered;  // by path
   bool rememberedLoaded = false;
+  bool partialsRemoved = false;
   uint64_t uses = 0;
   size_t filesHashed = 0;
   // Answers arriving after the store is gone find it gone.
@@ -322,7 +323,6 @@ ArtifactStore::ArtifactStore(core::HttpClient& http, core::Clock& clock, std::st
     : impl_(std::make_unique<Impl>(http, clock, std::move(cacheDirectory), retry)) {
   Impl* impl = impl_.get();
   impl->readyTimer = clock.createTimer([impl] { impl->deliverReady(); });
-  impl->removePartials();
 }
 
 ArtifactStore::~ArtifactStore() {
@@ -376,11 +376,22 @@ void ArtifactStore::fetch(const ArtifactSource& source,
   const std::string cached = impl.cachedPath(source.sha256);
   struct stat st;
   if (::stat(cached.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
-    return impl.answerLater(std::move(done), cached);
+    // Checked again (cheaply, through the remembered digests): a damaged
+    // cache entry would otherwise be installed on every run.
+    auto digest = digestOf(cached);
+    if (digest && *digest == source.sha256) return impl.answerLater(std::move(done), cached);
+    ::unlink(cached.c_str());
   }
   if (auto it = impl.downloads.find(source.sha256); it != impl.downloads.end()) {
     it->second->waiters.push_back(std::move(done));
     return;
+  }
+  // Leftovers of a killed download go at the first download of a process,
+  // not when the store is made: a dry run, which never downloads, must not
+  // remove the partial file of a download another process has under way.
+  if (!impl.partialsRemoved) {
+    impl.removePartials();
+    impl.partialsRemoved = true;
   }
   auto download = std::make_unique<Impl::Download>();
   download->source = source;

@@ -281,7 +281,7 @@ std::vector<std::string> planModuleLoads(const std::vector<std::string>& names,
         .run = {},
         .start =
             [&runner = *context.providers.processes, name](Step::Done done) {
-              core::ProcessRequest request{.argv = {"modprobe", name},
+              core::ProcessRequest request{.argv = {"modprobe", "--", name},
                                            .timeout = std::chrono::minutes(1)};
               runner.run(std::move(request),
                          [name, done = std::move(done)](core::Result<core::ProcessResult> r) {

@@ -111,11 +111,11 @@ void planPackages(const v1::NodeState& state, PlanContext& context) {
       (package.hold() ? transaction.hold : transaction.unhold).push_back(name);
       changes.push_back(context.plan.add(resource, package.hold() ? "hold" : "unhold",
                                          package.hold() ? "kept from upgrades" : "was held"));
-    } else if (package.hold() && info.held && !changedPackages.empty() &&
+    } else if (info.held && !(package.has_hold() && !package.hold()) && !changedPackages.empty() &&
                changedPackages.back() == name) {
       // Installing a held package at a new version releases it (apt marks
       // it for install again): held again once it is in, without a change
-      // of its own to report.
+      // of its own to report, whether the state or an operator held it.
       transaction.hold.push_back(name);
     }
   }

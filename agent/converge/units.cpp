@@ -156,12 +156,22 @@ void planUnits(const v1::NodeState& state, PlanContext& context) {
     if (unit.state() == v1::UNIT_STATE_RUNNING && !running) {
       // Not before what it lists has changed: it would start on the old one.
       std::vector<size_t> after = ready;
+      bool packageChanges = !unitPlan.packageSteps.empty();
       for (const auto& entry : unit.restart_on()) {
-        if (auto step = triggerStep(entry, context)) after.push_back(*step);
+        if (auto step = triggerStep(entry, context)) {
+          after.push_back(*step);
+          packageChanges |= !entry.starts_with('/');
+        }
       }
+      // Installing or upgrading a package may start the unit itself
+      // (containerd's does), before the files it lists are written:
+      // restarting starts it if it is not running and makes it read them if
+      // it is.
+      const auto kind = packageChanges ? systemd::JobKind::kRestart : systemd::JobKind::kStart;
       const size_t change =
-          context.plan.add(resource, "start", "was " + unitPlan.status.activeState);
-      context.plan.jobs.push_back(Job{change, after, systemd::JobKind::kStart, unit.name()});
+          context.plan.add(resource, kind == systemd::JobKind::kRestart ? "restart" : "start",
+                           "was " + unitPlan.status.activeState);
+      context.plan.jobs.push_back(Job{change, after, kind, unit.name()});
       continue;
     }
     if (unit.state() == v1::UNIT_STATE_STOPPED && running) {

@@ -37,7 +37,9 @@ std::unique_ptr<PackageManager> detectPackageManager(core::ProcessRunner& runner
     return std::make_unique<AptPackageManager>(
         runner, clock, AptPackageManager::Options{.root = root, .lockWait = options.lockWait});
   }
-  if (haveProgram(root, "rpm") && haveProgram(root, "dnf")) {
+  // dnf 4 only: dnf5 (Fedora 41 on) has no `dnf shell` and keeps its locks
+  // elsewhere. dnf 4 installs itself as dnf-3, with dnf linking to it.
+  if (haveProgram(root, "rpm") && haveProgram(root, "dnf") && haveProgram(root, "dnf-3")) {
     return std::make_unique<DnfPackageManager>(
         runner, clock, DnfPackageManager::Options{.root = root, .lockWait = options.lockWait});
   }

@@ -263,6 +263,8 @@ std::optional<std::string> sysctlNameProblem(std::string_view name) {
   if (name.front() == '.' || name.front() == '/' || name.back() == '.' || name.back() == '/') {
     return shown + " starts or ends with a separator";
   }
+  // systemd-sysctl reads a leading '-' as "ignore errors": not a name.
+  if (name.front() == '-') return shown + " starts with '-'";
   std::string path(name);
   if (const size_t separator = path.find_first_of("./");
       separator != std::string::npos && path[separator] == '.') {
@@ -744,6 +746,11 @@ class Validator final {
       });
       if (bad != name.end()) {
         error(at, name + " contains " + describeChar(*bad) + ", not allowed in module names");
+        continue;
+      }
+      if (name.front() == '-') {
+        // modprobe would read it as an option.
+        error(at, name + " starts with '-'; module names start with a letter, digit or '_'");
         continue;
       }
       std::string canonical = name;

@@ -33,6 +33,9 @@ def test_worker_node_example_converges_then_is_a_no_op(rootfs: Path, build_dir: 
         assert "SystemdCgroup = true" in node.read_file("/etc/containerd/config.toml").decode()
         assert node.systemctl("is-active", "containerd.service").stdout.strip() == "active"
         assert "Server:" in node.run(["ctr", "version"]).stdout
+        # Its package started it on the package's own config.toml; the state's came after,
+        # so it was restarted to read it.
+        assert ("unit containerd.service", "restart") in run.actions(), run.describe()
 
         # kubelet: binary, configuration and unit with its drop-in, enabled.
         assert node.read_file("/usr/local/bin/kubelet") == stand_in("kubelet")

@@ -19,29 +19,18 @@
 #include "agent/core/simulated_clock.h"
 #include "agent/core/unique_fd.h"
 #include "tests/fakes/fake_http_client.h"
+#include "tests/unit/converge/converge_test_support.h"
 
 namespace nodewarden::converge {
 namespace {
 
 using namespace std::chrono_literals;
+using test::sha256Hex;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
 constexpr char kUrl[] = "https://artifacts.example/crictl.tar.gz";
-
-std::string sha256Hex(std::string_view data) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned length = 0;
-  EXPECT_EQ(EVP_Digest(data.data(), data.size(), digest, &length, EVP_sha256(), nullptr), 1);
-  std::string hex;
-  for (unsigned i = 0; i < length; ++i) {
-    char byte[3];
-    std::snprintf(byte, sizeof(byte), "%02x", digest[i]);
-    hex += byte;
-  }
-  return hex;
-}
 
 core::Result<core::HttpResponse> unavailable(int status) {
   return core::HttpResponse{.status = status};
@@ -322,13 +311,33 @@ TEST_F(ArtifactStoreTest, AnInvalidDigestIsRefusedBeforeAnyRequest) {
   EXPECT_THAT(http_.requests(), IsEmpty());
 }
 
-TEST_F(ArtifactStoreTest, ANewStoreRemovesPartialDownloadsLeftBehind) {
+// Not when the store is made: a dry run makes one too, and must not remove
+// the partial file of a download another process has under way.
+TEST_F(ArtifactStoreTest, TheFirstDownloadRemovesPartialDownloadsLeftBehind) {
   std::filesystem::create_directories(cache_);
   ASSERT_TRUE(core::writeFileAtomic(cache_ + "/.partial-abc.123", "half", {}));
-
   store_ = std::make_unique<ArtifactStore>(http_, clock_, cache_);
+  EXPECT_THAT(cacheEntries(), ElementsAre(".partial-abc.123"));
 
-  EXPECT_THAT(cacheEntries(), IsEmpty());
+  const std::string body = "crictl v1.30";
+  http_.respond(kUrl, 200, body);
+  ASSERT_TRUE(fetchNow(source(body)));
+
+  EXPECT_THAT(cacheEntries(), ElementsAre("sha256", "sha256/" + sha256Hex(body)));
+}
+
+TEST_F(ArtifactStoreTest, ADamagedCacheEntryIsDownloadedAgain) {
+  const std::string body = "crictl v1.30";
+  http_.respond(kUrl, 200, body);
+  auto cached = fetchNow(source(body));
+  ASSERT_TRUE(cached);
+  ASSERT_TRUE(core::writeFileAtomic(*cached, "crictl v1.3", {}));  // truncated on disk
+
+  auto again = fetchNow(source(body));
+
+  ASSERT_TRUE(again) << again.status().message();
+  EXPECT_EQ(*core::readFile(*again, 1024), body);
+  EXPECT_EQ(http_.requests().size(), 2u);
 }
 
 TEST_F(ArtifactStoreTest, DestroyingTheStoreAbandonsItsDownloads) {

@@ -25,19 +25,6 @@ using ::testing::IsEmpty;
 
 constexpr char kUrl[] = "https://artifacts.example/crictl";
 
-std::string sha256Hex(std::string_view data) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned length = 0;
-  EXPECT_EQ(EVP_Digest(data.data(), data.size(), digest, &length, EVP_sha256(), nullptr), 1);
-  std::string hex;
-  for (unsigned i = 0; i < length; ++i) {
-    char byte[3];
-    std::snprintf(byte, sizeof(byte), "%02x", digest[i]);
-    hex += byte;
-  }
-  return hex;
-}
-
 std::string crictlState(std::string_view content, std::string_view extra = "") {
   return R"(
 artifacts:

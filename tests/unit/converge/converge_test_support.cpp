@@ -1,5 +1,9 @@
 #include "tests/unit/converge/converge_test_support.h"
 
+#include <openssl/evp.h>
+
+#include <cstdio>
+
 #include <unistd.h>
 
 #include <cerrno>
@@ -12,6 +16,19 @@
 #include "agent/state/loader.h"
 
 namespace nodewarden::converge::test {
+
+std::string sha256Hex(std::string_view data) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned length = 0;
+  EXPECT_EQ(EVP_Digest(data.data(), data.size(), digest, &length, EVP_sha256(), nullptr), 1);
+  std::string hex;
+  for (unsigned i = 0; i < length; ++i) {
+    char byte[3];
+    std::snprintf(byte, sizeof(byte), "%02x", digest[i]);
+    hex += byte;
+  }
+  return hex;
+}
 
 namespace {
 

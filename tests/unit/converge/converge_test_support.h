@@ -20,6 +20,9 @@
 
 namespace nodewarden::converge::test {
 
+// The lowercase hex SHA-256 of `data`, as states write artifacts' digests.
+std::string sha256Hex(std::string_view data);
+
 // The fake as systemd would see a test's root: a unit file that appears in or
 // disappears from <root>/etc/systemd/system reaches the fake, which (like
 // systemd) loads or drops the unit at its next daemon-reload. Units whose file

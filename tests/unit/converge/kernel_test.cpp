@@ -124,7 +124,7 @@ TEST_F(KernelTest, LoadsAMissingModuleAndSetsWhatItBringsAfterIt) {
 
   bool setBeforeLoad = false;
   Report report = apply(std::move(planned), [&] {
-    EXPECT_THAT(runner_.commands(), ElementsAre("modprobe br_netfilter"));
+    EXPECT_THAT(runner_.commands(), ElementsAre("modprobe -- br_netfilter"));
     setBeforeLoad = exists("/etc/sysctl.d/90-nodewarden.conf");
     loadBrNetfilter();
   });

@@ -147,5 +147,31 @@ TEST_F(PackagesTest, AUnitRestartsWhenAPackageItNamesUpgrades) {
   EXPECT_THAT(fake_.changes(), ElementsAre("restart kubelet.service"));
 }
 
+// containerd's package starts containerd as it installs, on its own default
+// configuration, before the file step writes the state's: starting it would
+// change nothing, so it is restarted.
+TEST_F(PackagesTest, AUnitItsPackageBringsIsRestartedOnceItsFilesAreWritten) {
+  packages_.setAvailable("containerd", {"1.6.20-1"});
+  core::Result<Plan> plan = planPackages(R"(
+packages:
+  - name: containerd
+files:
+  - path: /etc/containerd/config.toml
+    content: "version = 2\n"
+units:
+  - name: containerd.service
+    state: running
+    restartOn: [/etc/containerd/config.toml]
+)");
+  ASSERT_TRUE(plan) << plan.status().message();
+  EXPECT_THAT(actions(plan->changes),
+              ElementsAre("install package containerd", "create file /etc/containerd/config.toml",
+                          "restart unit containerd.service"));
+  ASSERT_EQ(plan->jobs.size(), 1u);
+  EXPECT_EQ(plan->jobs[0].kind, systemd::JobKind::kRestart);
+  // After the transaction and the file, not before.
+  EXPECT_THAT(plan->jobs[0].after, ::testing::IsSupersetOf({size_t{0}, size_t{1}}));
+}
+
 }  // namespace
 }  // namespace nodewarden::converge::test

@@ -31,6 +31,7 @@ TEST_F(PackageManagerFactoryTest, ChoosesAptWhereDpkgAndAptAre) {
 TEST_F(PackageManagerFactoryTest, ChoosesDnfWhereRpmAndDnfAre) {
   root_.write("/usr/bin/rpm", "", true);
   root_.write("/usr/bin/dnf", "", true);
+  root_.write("/usr/bin/dnf-3", "", true);
   root_.write("/usr/bin/apt-get", "", true);  // without dpkg's database, not a Debian node
   std::unique_ptr<PackageManager> manager = detect();
   ASSERT_TRUE(manager);

@@ -590,6 +590,15 @@ TEST(ValidateTest, KernelModulesAreNamesUniqueWhateverTheirDashes) {
                           "characters"));
 }
 
+// modprobe and systemd-sysctl would read a leading '-' as an option.
+TEST(ValidateTest, ModuleAndParameterNamesDoNotStartWithADash) {
+  EXPECT_THAT(errorsOf("kernelModules: [--dry-run]\n"
+                       "sysctls:\n"
+                       "  -net.ipv4.ip_forward: \"1\"\n"),
+              ElementsAre(::testing::HasSubstr("kernelModules[0]: --dry-run starts with '-'"),
+                          ::testing::HasSubstr("starts with '-'")));
+}
+
 TEST(ValidateTest, RestartOnNamesPackagesArtifactsAndUnitFiles) {
   EXPECT_THAT(errorsOf("packages:\n"
                        "  - name: containerd\n"

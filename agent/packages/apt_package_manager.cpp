@@ -328,7 +328,12 @@ std::string AptPackageManager::failure(const Command& command,
                                        const core::Result<core::ProcessResult>& result) const {
   const std::vector<std::string> errors =
       linesStartingWith(result ? result->stderrData : "", {"E:"});
-  if (command.takesDpkgLock && result) {
+  // Blamed on the lock only when apt says it could not get it: a dependency
+  // error just as unattended-upgrades takes the lock is a dependency error.
+  const bool lockWaitRanOut =
+      result &&
+      (result->timedOut || result->stderrData.find("Could not get lock") != std::string::npos);
+  if (command.takesDpkgLock && lockWaitRanOut) {
     if (auto holder = dpkgLockHolder()) {
       std::string message = command.label + " timed out after " + seconds(options_.lockWait) +
                             " waiting for the dpkg lock held by " + describe(*holder);

@@ -19,6 +19,7 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
+using ::testing::Not;
 using ::testing::Pair;
 
 using Ensure = PackageWant::Ensure;
@@ -333,6 +334,22 @@ TEST_F(AptPackageManagerTest, NamesWhoHoldsTheDpkgLockWhenAptGivesUp) {
               HasSubstr("apt-get install timed out after 300s waiting for the dpkg lock held by " +
                         std::to_string(holder.pid()) + " (" + seen->name + ")"));
   EXPECT_THAT(applied.message(), HasSubstr("E: Could not get lock"));
+}
+
+// apt failing for its own reasons while someone else happens to hold the lock
+// is not blamed on the lock.
+TEST_F(AptPackageManagerTest, AnotherFailureWhileTheLockIsHeldIsNotBlamedOnTheLock) {
+  root_.write("/var/lib/dpkg/lock-frontend", "");
+  LockingChild holder(root_.path() + "/var/lib/dpkg/lock-frontend");
+  ASSERT_TRUE(holder.locked());
+  runner_.respond({"apt-get", "install"}, 100, "",
+                  "E: Unable to correct problems, you have held broken packages.\n");
+
+  core::Status applied = apply({.install = {{"containerd", ""}}});
+
+  ASSERT_FALSE(applied);
+  EXPECT_THAT(applied.message(), Not(HasSubstr("waiting for the dpkg lock")));
+  EXPECT_THAT(applied.message(), HasSubstr("held broken packages"));
 }
 
 }  // namespace

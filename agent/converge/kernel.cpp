@@ -15,17 +15,15 @@
 #include "agent/core/atomic_file.h"
 #include "agent/core/process_runner.h"
 #include "agent/core/unique_fd.h"
+#include "agent/state/kernel_settings.h"
 
 namespace nodewarden::converge {
 
 namespace {
 
-// The agent's own files, which `files` may not declare while the state has
-// sysctls or kernelModules (see agent/state/validate.cpp). systemd-modules-load
-// reads the first at boot; systemd-sysctl the second, after it, and again
-// whenever br_netfilter is loaded (udev), which is how net.bridge.* hold.
-constexpr std::string_view kModulesConfig = "/etc/modules-load.d/nodewarden.conf";
-constexpr std::string_view kSysctlConfig = "/etc/sysctl.d/90-nodewarden.conf";
+using state::kModulesConfig;
+using state::kSysctlConfig;
+
 constexpr std::string_view kConfigHeader =
     "# Managed by nodewarden-agent from the node's desired state; edits are overwritten.\n";
 
@@ -70,18 +68,6 @@ std::string normalizeWhitespace(std::string_view value) {
     i = end;
   }
   return out;
-}
-
-// The file under /proc/sys for a parameter, as sysctl.d(5) spells it: a name
-// whose first separator is '/' is a path already; otherwise '.' and '/' swap,
-// so that "net.ipv4.conf.eth0/100.rp_filter" reaches the interface eth0.100.
-std::string parameterPath(std::string_view name) {
-  std::string path(name);
-  const size_t separator = path.find_first_of("./");
-  if (separator != std::string::npos && path[separator] == '.') {
-    for (char& c : path) c = c == '.' ? '/' : c == '/' ? '.' : c;
-  }
-  return "/proc/sys/" + path;
 }
 
 bool isDirectory(const std::string& path) {
@@ -302,7 +288,7 @@ void planParameters(const std::map<std::string, std::string>& sysctls,
                     const std::vector<std::string>& notLoadable, PlanContext& context) {
   for (const auto& [name, value] : sysctls) {
     const std::string resource = "sysctl " + name;
-    const std::string nodePath = parameterPath(name);
+    const std::string nodePath = "/proc/sys/" + state::sysctlPath(name);
     const std::string hostPath = context.hostPath(nodePath);
     const std::string wanted = normalizeWhitespace(value);
     auto observed = observePath(hostPath);

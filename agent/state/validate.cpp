@@ -13,6 +13,7 @@
 #include <unordered_set>
 
 #include "agent/core/base64.h"
+#include "agent/state/kernel_settings.h"
 #include "agent/state/yaml_mapping.h"
 #include "nodewarden/v1/state.pb.h"
 
@@ -171,11 +172,6 @@ std::string sizeProblem(size_t bytes) {
 // agent/converge/units.cpp).
 constexpr std::string_view kUnitDirectory = "/etc/systemd/system";
 
-// The files the agent writes for kernelModules and sysctls (see
-// agent/converge/kernel.cpp).
-constexpr std::string_view kModulesConfig = "/etc/modules-load.d/nodewarden.conf";
-constexpr std::string_view kSysctlConfig = "/etc/sysctl.d/90-nodewarden.conf";
-
 bool isControl(char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }
 
 // Names as dpkg and rpm accept them.
@@ -265,11 +261,7 @@ std::optional<std::string> sysctlNameProblem(std::string_view name) {
   }
   // systemd-sysctl reads a leading '-' as "ignore errors": not a name.
   if (name.front() == '-') return shown + " starts with '-'";
-  std::string path(name);
-  if (const size_t separator = path.find_first_of("./");
-      separator != std::string::npos && path[separator] == '.') {
-    for (char& c : path) c = c == '.' ? '/' : c == '/' ? '.' : c;
-  }
+  const std::string path = sysctlPath(name);
   size_t start = 0;
   while (start <= path.size()) {
     const size_t end = std::min(path.find('/', start), path.size());

@@ -308,20 +308,13 @@ void AptPackageManager::apply(const PackageTransaction& transaction, Done done) 
     NW_LOG(logger(), warn, "Waiting up to {} for the dpkg lock held by {}",
            seconds(options_.lockWait), describe(*holder));
   }
-  runInOrder(std::move(commands), 0, std::move(done));
-}
-
-void AptPackageManager::runInOrder(std::vector<Command> commands, size_t next, Done done) {
-  if (next == commands.size()) return done(core::Status::ok());
-  core::ProcessRequest request = commands[next].request;
-  runner_.run(std::move(request),
-              [this, commands = std::move(commands), next,
-               done = std::move(done)](core::Result<core::ProcessResult> result) mutable {
-                if (!result || !result->succeeded()) {
-                  return done(core::Status::internal(failure(commands[next], result)));
-                }
-                runInOrder(std::move(commands), next + 1, std::move(done));
-              });
+  runInOrder(
+      runner_, std::move(commands),
+      [this](const Command& command, const core::Result<core::ProcessResult>& result) {
+        if (result && result->succeeded()) return core::Status::ok();
+        return core::Status::internal(failure(command, result));
+      },
+      std::move(done));
 }
 
 std::string AptPackageManager::failure(const Command& command,

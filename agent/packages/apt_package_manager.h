@@ -62,8 +62,6 @@ class AptPackageManager final : public PackageManager {
   void refreshThenQuery(std::vector<PackageWant> wants, std::vector<std::string> names,
                         PackageSnapshot snapshot, std::vector<std::string> missing,
                         ObserveCallback done);
-  // Runs `commands` one after another, stopping at the first that fails.
-  void runInOrder(std::vector<Command> commands, size_t next, Done done);
   core::ProcessRequest aptRequest(std::vector<std::string> argv, core::Duration timeout) const;
   std::string failure(const Command& command,
                       const core::Result<core::ProcessResult>& result) const;

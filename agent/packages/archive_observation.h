@@ -20,8 +20,24 @@ class Timer;
 namespace nodewarden::packages {
 
 // What the apt and dnf backends share: when to ask the archive, what counts
-// as missing from it, how a failed tool is described, and a "later" for
-// results that take no process.
+// as missing from it, how a failed tool is described, running a transaction's
+// commands in order, and a "later" for results that take no process.
+
+// Runs `commands` (each with a `request`) one after another on `runner`,
+// stopping at the first for which `verdict(command, result)` is an error;
+// `done` gets that error, or ok once every command passed.
+template <typename Command, typename Verdict>
+void runInOrder(core::ProcessRunner& runner, std::vector<Command> commands, Verdict verdict,
+                std::function<void(core::Status)> done, size_t next = 0) {
+  if (next == commands.size()) return done(core::Status::ok());
+  core::ProcessRequest request = commands[next].request;
+  runner.run(
+      std::move(request), [&runner, commands = std::move(commands), verdict, done = std::move(done),
+                           next](core::Result<core::ProcessResult> result) mutable {
+        if (core::Status s = verdict(commands[next], result); !s) return done(s);
+        runInOrder(runner, std::move(commands), std::move(verdict), std::move(done), next + 1);
+      });
+}
 
 // Runs callbacks on the loop thread soon, never inside post(): a zero-delay
 // timer on the Clock (the loop's timers on a node, advance() in tests).

@@ -303,34 +303,27 @@ void DnfPackageManager::apply(const PackageTransaction& transaction, Done done) 
   lock.insert(lock.end(), relock.begin(), relock.end());
   versionlock("delete", std::move(unlock));
   versionlock("add", std::move(lock));
-  runInOrder(std::move(commands), 0, std::move(done));
+  runInOrder(runner_, std::move(commands), &DnfPackageManager::verdict, std::move(done));
 }
 
-void DnfPackageManager::runInOrder(std::vector<Command> commands, size_t next, Done done) {
-  if (next == commands.size()) return done(core::Status::ok());
-  core::ProcessRequest request = commands[next].request;
-  runner_.run(std::move(request),
-              [this, commands = std::move(commands), next,
-               done = std::move(done)](core::Result<core::ProcessResult> result) mutable {
-                const Command& command = commands[next];
-                if (result && result->timedOut) {
-                  if (std::optional<pid_t> holder = lockWaitedFor(*result)) {
-                    return done(core::Status::timeout(
-                        command.label + " timed out after " + seconds(command.request.timeout) +
-                        " waiting for the dnf lock held by " + std::to_string(*holder) + " (" +
-                        processName(*holder) + ")"));
-                  }
-                }
-                std::vector<std::string> errors;
-                if (result && result->succeeded()) errors = command.errors(*result);
-                if (!result || !result->succeeded() || !errors.empty()) {
-                  if (errors.empty() && result)
-                    errors = linesStartingWith(result->stderrData, {"Error:"});
-                  return done(core::Status::internal(
-                      describeFailure(command.label, result, command.request.timeout, errors)));
-                }
-                runInOrder(std::move(commands), next + 1, std::move(done));
-              });
+// A dnf command that exited 0 may still have failed (see Command::errors); a
+// timed-out one may have waited for another process's lock.
+core::Status DnfPackageManager::verdict(const Command& command,
+                                        const core::Result<core::ProcessResult>& result) {
+  if (result && result->timedOut) {
+    if (std::optional<pid_t> holder = lockWaitedFor(*result)) {
+      return core::Status::timeout(command.label + " timed out after " +
+                                   seconds(command.request.timeout) +
+                                   " waiting for the dnf lock held by " + std::to_string(*holder) +
+                                   " (" + processName(*holder) + ")");
+    }
+  }
+  std::vector<std::string> errors;
+  if (result && result->succeeded()) errors = command.errors(*result);
+  if (result && result->succeeded() && errors.empty()) return core::Status::ok();
+  if (errors.empty() && result) errors = linesStartingWith(result->stderrData, {"Error:"});
+  return core::Status::internal(
+      describeFailure(command.label, result, command.request.timeout, errors));
 }
 
 }  // namespace nodewarden::packages

@@ -58,7 +58,8 @@ class DnfPackageManager final : public PackageManager {
   void queryArchive(std::vector<PackageWant> wants, std::vector<std::string> names,
                     PackageSnapshot snapshot, std::vector<std::string> refreshedFor,
                     ObserveCallback done);
-  void runInOrder(std::vector<Command> commands, size_t next, Done done);
+  static core::Status verdict(const Command& command,
+                              const core::Result<core::ProcessResult>& result);
 
   core::ProcessRunner& runner_;
   Options options_;

@@ -45,6 +45,25 @@ core::Result<AgentConfig> loadAgentConfig(const std::string& path) {
   };
   duration("driftCheckInterval", message.drift_check_interval(), config.driftCheckInterval);
   duration("jobTimeout", message.job_timeout(), config.jobTimeout);
+  const v1::Healing& healing = message.healing();
+  duration("healing.restartBackoffCap", healing.restart_backoff_cap(),
+           config.healing.restartBackoffCap);
+  duration("healing.crashLoopWindow", healing.crash_loop_window(), config.healing.crashLoopWindow);
+  duration("healing.backoffResetAfter", healing.backoff_reset_after(),
+           config.healing.backoffResetAfter);
+  if (healing.crash_loop_restarts() > 0) {
+    config.healing.crashLoopRestarts = healing.crash_loop_restarts();
+  }
+  config.metrics.enabled = message.metrics().enabled();
+  if (!message.metrics().address().empty()) {
+    const std::string& address = message.metrics().address();
+    const size_t colon = address.rfind(':');
+    if (colon == std::string::npos || colon == 0 || colon + 1 == address.size() ||
+        address.find_first_not_of("0123456789", colon + 1) != std::string::npos) {
+      fail("metrics.address", "\"" + address + "\" is not host:port");
+    }
+    config.metrics.address = address;
+  }
   if (!message.log_level().empty()) {
     config.logLevel = spdlog::level::from_str(message.log_level());
     if (config.logLevel == spdlog::level::off && message.log_level() != "off") {

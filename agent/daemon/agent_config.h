@@ -2,6 +2,7 @@
 
 #include <spdlog/common.h>
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -10,12 +11,31 @@
 
 namespace nodewarden::daemon {
 
+// How the healer restarts failed units (see heal::RestartPolicy).
+struct HealingConfig {
+  core::Duration restartBackoffCap = std::chrono::minutes(5);
+  uint32_t crashLoopRestarts = 5;
+  core::Duration crashLoopWindow = std::chrono::minutes(10);
+  core::Duration backoffResetAfter = std::chrono::minutes(1);
+
+  bool operator==(const HealingConfig&) const = default;
+};
+
+struct MetricsConfig {
+  bool enabled = false;
+  std::string address = "127.0.0.1:9558";
+
+  bool operator==(const MetricsConfig&) const = default;
+};
+
 // /etc/nodewarden/agent.yaml, with defaults for what it leaves out.
 struct AgentConfig {
   std::string stateFile = "/etc/nodewarden/node.yaml";
   core::Duration driftCheckInterval = std::chrono::minutes(5);
   core::Duration jobTimeout = std::chrono::seconds(90);
   spdlog::level::level_enum logLevel = spdlog::level::info;
+  HealingConfig healing;
+  MetricsConfig metrics;
 };
 
 // A missing file means all defaults; a bad one is an error naming

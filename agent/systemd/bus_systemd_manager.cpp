@@ -519,4 +519,11 @@ void BusSystemdManager::finishJob(uint64_t id, core::Status result) {
   done(std::move(result));
 }
 
+core::Result<UnitActivity> BusSystemdManager::watchUnit(const std::string& unit,
+                                                        UnitActivityCallback) {
+  return core::Status::internal("watch " + unit + ": not implemented yet");
+}
+
+void BusSystemdManager::unwatchUnit(const std::string&) {}
+
 }  // namespace nodewarden::systemd

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
@@ -20,6 +21,23 @@ struct UnitStatus {
 
   bool operator==(const UnitStatus&) const = default;
 };
+
+// What a watched unit is doing, from its PropertiesChanged signals.
+struct UnitActivity {
+  std::string activeState;  // "active", "failed", "inactive", "activating", ...
+  std::string subState;     // "running", "dead", "auto-restart", ...
+  std::string result;    // the service's Result: "success", "signal", "exit-code", "oom-kill", ...
+  uint32_t mainPid = 0;  // services only; 0 when none
+  bool jobPending = false;  // a job (start, stop, restart) is queued or running for it
+  uint32_t restarts = 0;    // NRestarts: systemd's own Restart= restarts
+
+  bool operator==(const UnitActivity&) const = default;
+};
+
+// Called on the loop thread when a watched unit's activity changed in any of
+// its fields; never twice in a row with the same activity.
+using UnitActivityCallback =
+    std::function<void(const std::string& unit, const UnitActivity& activity)>;
 
 enum class JobKind { kStart, kStop, kRestart };
 
@@ -54,6 +72,15 @@ class SystemdManager {
   // error when it has not within the job timeout (the job itself keeps going).
   // Never blocks for the job, and never calls `done` before it returns.
   virtual void runJob(JobKind kind, const std::string& unit, JobCallback done) = 0;
+
+  // Follows the unit through systemd's PropertiesChanged signals (no polling)
+  // and returns its activity now. `changed` gets every later change, once per
+  // change; after a lost connection the watch is renewed and the activity
+  // read again, so no change is missed for good. Watching a unit again
+  // replaces its callback.
+  virtual core::Result<UnitActivity> watchUnit(const std::string& unit,
+                                               UnitActivityCallback changed) = 0;
+  virtual void unwatchUnit(const std::string& unit) = 0;
 };
 
 }  // namespace nodewarden::systemd

@@ -176,4 +176,11 @@ core::Status FakeSystemdManager::runQueuedJob(const QueuedJob& job) {
   return core::Status::ok();
 }
 
+core::Result<UnitActivity> FakeSystemdManager::watchUnit(const std::string& unit,
+                                                         UnitActivityCallback) {
+  return core::Status::internal("watch " + unit + ": not implemented yet");
+}
+
+void FakeSystemdManager::unwatchUnit(const std::string&) {}
+
 }  // namespace nodewarden::systemd

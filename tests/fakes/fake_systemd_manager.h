@@ -71,6 +71,9 @@ class FakeSystemdManager final : public SystemdManager {
   core::Status disableUnitFiles(const std::vector<std::string>& units) override;
   core::Status resetFailed(const std::string& unit) override;
   void runJob(JobKind kind, const std::string& unit, JobCallback done) override;
+  core::Result<UnitActivity> watchUnit(const std::string& unit,
+                                       UnitActivityCallback changed) override;
+  void unwatchUnit(const std::string& unit) override;
 
  private:
   // enable and disable: record the call, then change the links on "disk".

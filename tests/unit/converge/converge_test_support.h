@@ -40,6 +40,11 @@ class RootedSystemd final : public systemd::SystemdManager {
   core::Status disableUnitFiles(const std::vector<std::string>& units) override;
   core::Status resetFailed(const std::string& unit) override;
   void runJob(systemd::JobKind kind, const std::string& unit, systemd::JobCallback done) override;
+  core::Result<systemd::UnitActivity> watchUnit(const std::string& unit,
+                                                systemd::UnitActivityCallback changed) override {
+    return fake_.watchUnit(unit, std::move(changed));
+  }
+  void unwatchUnit(const std::string& unit) override { fake_.unwatchUnit(unit); }
 
  private:
   void noticeUnitFile(const std::string& unit);

@@ -14,6 +14,7 @@
 
 #include "agent/core/base64.h"
 #include "agent/state/kernel_settings.h"
+#include "agent/state/validate_health.h"
 #include "agent/state/yaml_mapping.h"
 #include "nodewarden/v1/state.pb.h"
 
@@ -395,6 +396,7 @@ class Validator final {
     checkPackages(state);
     checkSysctls(state);
     checkKernelModules(state);
+    validateHealth(state, sources_, errors_);
     return std::move(errors_);
   }
 

@@ -1,5 +1,6 @@
 #include "tests/fakes/fake_systemd_manager.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "agent/systemd/job_result.h"
@@ -21,13 +22,19 @@ std::string joined(std::string_view verb, const std::vector<std::string>& units)
 }  // namespace
 
 void FakeSystemdManager::setUnit(const std::string& unit, UnitStatus status) {
-  const bool exists = status.loadState != "not-found";
-  units_[unit] = Unit{std::move(status), exists};
+  Unit& model = unitModel(unit);
+  model.fileExists = status.loadState != "not-found";
+  model.status = std::move(status);
+  model.fileStateOnDisk.clear();
+  notify(unit);
+}
+
+FakeSystemdManager::Unit& FakeSystemdManager::unitModel(const std::string& unit) {
+  return units_.try_emplace(unit, Unit{.status = notFound()}).first->second;
 }
 
 void FakeSystemdManager::setUnitFile(const std::string& unit, bool exists) {
-  auto [it, inserted] = units_.try_emplace(unit, Unit{notFound(), false});
-  Unit& model = it->second;
+  Unit& model = unitModel(unit);
   model.fileExists = exists;
   if (model.status.loadState != "not-found") model.status.needDaemonReload = true;
 }
@@ -35,6 +42,49 @@ void FakeSystemdManager::setUnitFile(const std::string& unit, bool exists) {
 UnitStatus FakeSystemdManager::unit(const std::string& unit) const {
   auto it = units_.find(unit);
   return it == units_.end() ? notFound() : it->second.status;
+}
+
+UnitActivity FakeSystemdManager::activity(const std::string& unit) const {
+  const bool queued = std::any_of(jobs_.begin(), jobs_.end(),
+                                  [&unit](const QueuedJob& job) { return job.unit == unit; });
+  auto it = units_.find(unit);
+  if (it == units_.end()) {
+    const UnitStatus status = notFound();
+    return UnitActivity{.activeState = status.activeState,
+                        .subState = status.subState,
+                        .result = "success",
+                        .jobPending = queued};
+  }
+  const Unit& model = it->second;
+  return UnitActivity{.activeState = model.status.activeState,
+                      .subState = model.status.subState,
+                      .result = model.result,
+                      .mainPid = model.mainPid,
+                      .jobPending = model.otherJob || queued,
+                      .restarts = model.restarts};
+}
+
+void FakeSystemdManager::setActivity(const std::string& unit, UnitActivity activity) {
+  Unit& model = unitModel(unit);
+  model.status.activeState = std::move(activity.activeState);
+  model.status.subState = std::move(activity.subState);
+  model.result = std::move(activity.result);
+  model.mainPid = activity.mainPid;
+  model.restarts = activity.restarts;
+  model.otherJob = activity.jobPending;
+  notify(unit);
+}
+
+void FakeSystemdManager::notify(const std::string& unit) {
+  auto it = watchers_.find(unit);
+  if (it == watchers_.end()) return;
+  UnitActivity now = activity(unit);
+  if (now == it->second.reported) return;
+  it->second.reported = now;
+  // Copies: the callback may unwatch the unit, and `unit` may refer to what it destroys.
+  UnitActivityCallback changed = it->second.changed;
+  const std::string name = unit;
+  if (changed) changed(name, now);
 }
 
 void FakeSystemdManager::failJobsFor(const std::string& unit, const std::string& result,
@@ -126,6 +176,7 @@ core::Status FakeSystemdManager::resetFailed(const std::string& name) {
   if (it != units_.end() && it->second.status.activeState == "failed") {
     it->second.status.activeState = "inactive";
     it->second.status.subState = "dead";
+    notify(name);
   }
   return core::Status::ok();
 }
@@ -142,6 +193,8 @@ size_t FakeSystemdManager::completeJobs() {
     jobs_.pop_front();
     core::Status result = runQueuedJob(job);
     ++completed;
+    // systemd signals the unit's change before the job's end.
+    notify(job.unit);
     job.done(std::move(result));
   }
   return completed;
@@ -162,25 +215,41 @@ core::Status FakeSystemdManager::runQueuedJob(const QueuedJob& job) {
     return core::Status::failedPrecondition(call + ": Unit " + job.unit + " is masked.");
   }
 
-  UnitStatus& status = it->second.status;
+  Unit& model = it->second;
+  UnitStatus& status = model.status;
   if (auto failed = failedJobs_.find(job.unit); failed != failedJobs_.end()) {
     if (failed->second.result == "failed") {
       status.activeState = "failed";
       status.subState = "failed";
+      model.result = failed->second.unitResult;
+      model.mainPid = 0;
     }
     return jobResultStatus(job.kind, job.unit, failed->second.result, failed->second.unitResult);
   }
   const bool stop = job.kind == JobKind::kStop;
   status.activeState = stop ? "inactive" : "active";
   status.subState = stop ? "dead" : "running";
+  // Starting resets the Result; restarting a running unit gives it a new process.
+  if (stop) {
+    model.mainPid = 0;
+  } else if (job.kind == JobKind::kRestart || model.mainPid == 0) {
+    model.result = "success";
+    model.mainPid = nextPid_++;
+  }
   return core::Status::ok();
 }
 
 core::Result<UnitActivity> FakeSystemdManager::watchUnit(const std::string& unit,
-                                                         UnitActivityCallback) {
-  return core::Status::internal("watch " + unit + ": not implemented yet");
+                                                         UnitActivityCallback changed) {
+  if (auto failed = failedCalls_.find("watch " + unit); failed != failedCalls_.end()) {
+    watchers_.erase(unit);
+    return failed->second;
+  }
+  UnitActivity now = activity(unit);
+  watchers_.insert_or_assign(unit, Watcher{std::move(changed), now});
+  return now;
 }
 
-void FakeSystemdManager::unwatchUnit(const std::string&) {}
+void FakeSystemdManager::unwatchUnit(const std::string& unit) { watchers_.erase(unit); }
 
 }  // namespace nodewarden::systemd

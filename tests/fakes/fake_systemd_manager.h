@@ -27,6 +27,16 @@ namespace nodewarden::systemd {
 //   ... run the code under test ...
 //   fake.completeJobs();
 //   EXPECT_THAT(fake.changes(), ElementsAre("enable kubelet.service", "start kubelet.service"));
+//
+// Watching a unit records no call. Its activity is the unit's activeState and
+// subState with a few fields only the fake keeps: Result ("success" until a job
+// fails or setActivity() says otherwise), a main PID (a new one each time a job
+// starts the unit, 0 once it stops or fails), NRestarts, and jobPending, true
+// while a job the fake queued for it waits for completeJobs(). Watchers hear of
+// a change synchronously, from the call that made it: setActivity(), setUnit(),
+// resetFailed() and completeJobs(), where a job's watcher hears of its effect
+// before the job's callback runs, as with systemd. runJob() notifies nobody: the
+// pending job shows in watchUnit()'s answer and in the next notification.
 class FakeSystemdManager final : public SystemdManager {
  public:
   // Sets the unit's state as systemd would report it. Its unit file exists
@@ -41,6 +51,15 @@ class FakeSystemdManager final : public SystemdManager {
   void setUnitFile(const std::string& unit, bool exists);
   // The unit's state, without recording a call. Unknown units are "not-found".
   UnitStatus unit(const std::string& unit) const;
+  // What the unit is doing, as watchUnit() reports it.
+  UnitActivity activity(const std::string& unit) const;
+  // The unit does what `activity` says, as if systemd had done it: a crash
+  // (failed/failed, result "signal"), an auto-restart, an operator's job
+  // (jobPending). Sets the unit's activeState and subState too, and calls its
+  // watcher at once if its activity changed. jobPending stays true while a job
+  // the fake queued for the unit waits. An unknown unit becomes a not-found one.
+  void setActivity(const std::string& unit, UnitActivity activity);
+  bool watched(const std::string& unit) const { return watchers_.contains(unit); }
 
   // Jobs for `unit` end with this JobRemoved result (and the unit's Result
   // property for "failed"), leaving the unit failed; the callback gets the
@@ -50,6 +69,7 @@ class FakeSystemdManager final : public SystemdManager {
   // The call recorded as `call` ("daemon-reload", "enable x.service",
   // "start x.service", ...) fails with `error` and changes nothing; for a job,
   // its callback gets `error` (e.g. jobTimeoutStatus(...) for a job timeout).
+  // "watch x.service" fails watchUnit(), though it records no call.
   void failCall(const std::string& call, core::Status error);
   // Undoes failJobsFor() and failCall().
   void clearFailures();
@@ -83,6 +103,15 @@ class FakeSystemdManager final : public SystemdManager {
     UnitStatus status;
     bool fileExists = false;
     std::string fileStateOnDisk;  // "" until set by enable or disable
+    // What systemd would report beyond UnitStatus.
+    std::string result = "success";
+    uint32_t mainPid = 0;
+    uint32_t restarts = 0;
+    bool otherJob = false;  // someone else's job, as setActivity() set it
+  };
+  struct Watcher {
+    UnitActivityCallback changed;
+    UnitActivity reported;
   };
   struct FailedJob {
     std::string result;
@@ -97,12 +126,17 @@ class FakeSystemdManager final : public SystemdManager {
   // Records `call`; returns the failure set for it with failCall(), or ok.
   core::Status record(const std::string& call);
   core::Status runQueuedJob(const QueuedJob& job);
+  Unit& unitModel(const std::string& unit);
+  // Calls the unit's watcher if its activity differs from what it last heard.
+  void notify(const std::string& unit);
 
   std::map<std::string, Unit> units_;
   std::map<std::string, FailedJob> failedJobs_;
   std::map<std::string, core::Status> failedCalls_;
   std::vector<std::string> calls_;
   std::deque<QueuedJob> jobs_;
+  std::map<std::string, Watcher> watchers_;
+  uint32_t nextPid_ = 1000;
 };
 
 }  // namespace nodewarden::systemd

@@ -195,5 +195,173 @@ TEST(FakeSystemdManagerTest, AChangedUnitFileNeedsADaemonReload) {
   EXPECT_EQ(fake.unit("a.service").activeState, "active");
 }
 
+// Records each activity a watcher hears, and where it heard it relative to job callbacks.
+struct Heard {
+  std::vector<std::string> events;
+  std::vector<UnitActivity> activities;
+  UnitActivityCallback callback() {
+    return [this](const std::string& unit, const UnitActivity& activity) {
+      events.push_back(unit + " " + activity.activeState + "/" + activity.subState);
+      activities.push_back(activity);
+    };
+  }
+};
+
+TEST(FakeSystemdManagerTest, WatchingRecordsNoCallAndAnswersTheActivity) {
+  FakeSystemdManager fake;
+  fake.setUnit("a.service", loaded("inactive", "enabled"));
+  fake.setActivity("a.service", {.activeState = "active",
+                                 .subState = "running",
+                                 .result = "success",
+                                 .mainPid = 42,
+                                 .restarts = 2});
+  Heard heard;
+  auto activity = fake.watchUnit("a.service", heard.callback());
+  ASSERT_TRUE(activity.isOk());
+  EXPECT_EQ(*activity, (UnitActivity{.activeState = "active",
+                                     .subState = "running",
+                                     .result = "success",
+                                     .mainPid = 42,
+                                     .restarts = 2}));
+  EXPECT_TRUE(fake.watched("a.service"));
+  EXPECT_TRUE(fake.calls().empty());
+  EXPECT_TRUE(heard.events.empty()) << "the watcher was called inside watchUnit()";
+  // setActivity() sets what unitStatus() reports too.
+  EXPECT_EQ(fake.unit("a.service").activeState, "active");
+
+  auto unknown = fake.watchUnit("nope.service", heard.callback());
+  ASSERT_TRUE(unknown.isOk());
+  EXPECT_EQ(unknown->activeState, "inactive");
+  EXPECT_EQ(unknown->subState, "dead");
+}
+
+TEST(FakeSystemdManagerTest, SetActivityCallsTheWatcherOncePerChange) {
+  FakeSystemdManager fake;
+  fake.setUnit("a.service", loaded("active", "enabled"));
+  Heard heard;
+  ASSERT_TRUE(fake.watchUnit("a.service", heard.callback()).isOk());
+  const UnitActivity crashed{.activeState = "failed", .subState = "failed", .result = "signal"};
+  fake.setActivity("a.service", crashed);
+  fake.setActivity("a.service", crashed);
+  ASSERT_EQ(heard.activities.size(), 1u);
+  EXPECT_EQ(heard.activities[0], crashed);
+
+  fake.setActivity(
+      "a.service",
+      {.activeState = "failed", .subState = "failed", .result = "signal", .jobPending = true});
+  EXPECT_EQ(heard.activities.size(), 2u);
+  EXPECT_TRUE(heard.activities.back().jobPending);
+
+  fake.unwatchUnit("a.service");
+  EXPECT_FALSE(fake.watched("a.service"));
+  fake.setActivity("a.service", {.activeState = "active", .subState = "running"});
+  EXPECT_EQ(heard.activities.size(), 2u);
+}
+
+TEST(FakeSystemdManagerTest, JobsShowAsPendingAndTheirEffectReachesTheWatcherBeforeTheirCallback) {
+  FakeSystemdManager fake;
+  fake.setUnit("a.service", loaded("inactive", "enabled"));
+  Heard heard;
+  ASSERT_TRUE(fake.watchUnit("a.service", heard.callback()).isOk());
+  fake.runJob(JobKind::kStart, "a.service",
+              [&heard](core::Status) { heard.events.push_back("start done"); });
+  EXPECT_TRUE(heard.events.empty()) << "the watcher was called inside runJob()";
+  EXPECT_TRUE(fake.activity("a.service").jobPending);
+  EXPECT_TRUE(fake.watchUnit("a.service", heard.callback())->jobPending);
+
+  fake.completeJobs();
+  EXPECT_THAT(heard.events, ElementsAre("a.service active/running", "start done"));
+  const UnitActivity started = heard.activities.back();
+  EXPECT_FALSE(started.jobPending);
+  EXPECT_EQ(started.result, "success");
+  EXPECT_NE(started.mainPid, 0u);
+
+  fake.runJob(JobKind::kRestart, "a.service", [](core::Status) {});
+  fake.completeJobs();
+  ASSERT_EQ(heard.activities.size(), 2u);
+  EXPECT_EQ(heard.activities.back().activeState, "active");
+  EXPECT_NE(heard.activities.back().mainPid, started.mainPid);
+
+  fake.runJob(JobKind::kStop, "a.service", [](core::Status) {});
+  fake.completeJobs();
+  ASSERT_EQ(heard.activities.size(), 3u);
+  EXPECT_EQ(heard.activities.back(),
+            (UnitActivity{.activeState = "inactive", .subState = "dead", .result = "success"}));
+}
+
+TEST(FakeSystemdManagerTest, AFailedJobLeavesTheWatcherSeeingTheFailure) {
+  FakeSystemdManager fake;
+  fake.setUnit("a.service", loaded("inactive", "enabled"));
+  fake.failJobsFor("a.service", "failed", "exit-code");
+  Heard heard;
+  ASSERT_TRUE(fake.watchUnit("a.service", heard.callback()).isOk());
+  fake.runJob(JobKind::kStart, "a.service", [](core::Status) {});
+  fake.completeJobs();
+  ASSERT_EQ(heard.activities.size(), 1u);
+  EXPECT_EQ(heard.activities[0],
+            (UnitActivity{.activeState = "failed", .subState = "failed", .result = "exit-code"}));
+
+  ASSERT_TRUE(fake.resetFailed("a.service").isOk());
+  ASSERT_EQ(heard.activities.size(), 2u);
+  EXPECT_EQ(heard.activities[1].activeState, "inactive");
+
+  fake.setUnit("a.service", loaded("active", "enabled"));
+  ASSERT_EQ(heard.activities.size(), 3u);
+  EXPECT_EQ(heard.activities[2].activeState, "active");
+  // What only the fake keeps survives setUnit().
+  EXPECT_EQ(heard.activities[2].result, "exit-code");
+}
+
+TEST(FakeSystemdManagerTest, AnotherJobKeepsThePendingJobShowing) {
+  FakeSystemdManager fake;
+  fake.setUnit("a.service", loaded("active", "enabled"));
+  Heard heard;
+  ASSERT_TRUE(fake.watchUnit("a.service", heard.callback()).isOk());
+  fake.runJob(JobKind::kRestart, "a.service", [](core::Status) {});
+  // The unit crashes while the restart waits.
+  fake.setActivity("a.service",
+                   {.activeState = "failed", .subState = "failed", .result = "signal"});
+  ASSERT_EQ(heard.activities.size(), 1u);
+  EXPECT_TRUE(heard.activities[0].jobPending);
+  fake.completeJobs();
+  ASSERT_EQ(heard.activities.size(), 2u);
+  EXPECT_FALSE(heard.activities[1].jobPending);
+  EXPECT_EQ(heard.activities[1].activeState, "active");
+}
+
+TEST(FakeSystemdManagerTest, AWatcherMayUnwatchAndQueueJobsFromItsCallback) {
+  FakeSystemdManager fake;
+  fake.setUnit("a.service", loaded("active", "enabled"));
+  fake.setUnit("b.service", loaded("active", "enabled"));
+  int calls = 0;
+  ASSERT_TRUE(fake.watchUnit("a.service",
+                             [&](const std::string& unit, const UnitActivity&) {
+                               ++calls;
+                               fake.unwatchUnit(unit);
+                               fake.runJob(JobKind::kRestart, unit, [](core::Status) {});
+                             })
+                  .isOk());
+  Heard heard;
+  ASSERT_TRUE(fake.watchUnit("b.service", heard.callback()).isOk());
+  fake.setActivity("a.service", {.activeState = "failed", .subState = "failed"});
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(fake.completeJobs(), 1u);
+  EXPECT_EQ(fake.unit("a.service").activeState, "active");
+  EXPECT_EQ(calls, 1);
+  EXPECT_TRUE(heard.events.empty());
+  EXPECT_TRUE(fake.watched("b.service"));
+}
+
+TEST(FakeSystemdManagerTest, AFailingWatchLeavesTheUnitUnwatched) {
+  FakeSystemdManager fake;
+  fake.setUnit("a.service", loaded("active", "enabled"));
+  fake.failCall("watch a.service", core::Status::internal("watch a.service: Connection reset"));
+  auto activity = fake.watchUnit("a.service", [](const std::string&, const UnitActivity&) {});
+  ASSERT_FALSE(activity.isOk());
+  EXPECT_EQ(activity.status().message(), "watch a.service: Connection reset");
+  EXPECT_FALSE(fake.watched("a.service"));
+  EXPECT_TRUE(fake.calls().empty());
+}
+
 }  // namespace
 }  // namespace nodewarden::systemd

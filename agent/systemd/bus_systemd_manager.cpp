@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <string_view>
@@ -31,6 +32,10 @@ constexpr const char* kLocalInterface = "org.freedesktop.DBus.Local";
 // queries in microseconds, but a reload of a big unit set takes seconds.
 constexpr core::Duration kCallTimeout = 25s;
 constexpr core::Duration kReloadTimeout = 60s;
+// While units are watched, a failed reconnect (systemd still re-executing) is
+// tried again after these delays, doubling.
+constexpr core::Duration kFirstReconnectDelay = 50ms;
+constexpr core::Duration kMaxReconnectDelay = 5s;
 
 uint64_t toUsec(core::Duration duration) {
   return static_cast<uint64_t>(std::chrono::ceil<std::chrono::microseconds>(duration).count());
@@ -161,6 +166,93 @@ int readUnitProperties(sd_bus_message* reply, UnitStatus& status) {
   return sd_bus_message_exit_container(reply);
 }
 
+// Reads an a{sv} of Unit or type-specific properties into `activity`, skipping
+// the ones it does not follow; `id`, when given, gets the unit's Id.
+int readActivityProperties(sd_bus_message* message, UnitActivity& activity, std::string* id) {
+  int r = sd_bus_message_enter_container(message, SD_BUS_TYPE_ARRAY, "{sv}");
+  if (r < 0) return r;
+  while ((r = sd_bus_message_enter_container(message, SD_BUS_TYPE_DICT_ENTRY, "sv")) > 0) {
+    const char* name = nullptr;
+    r = sd_bus_message_read_basic(message, SD_BUS_TYPE_STRING, &name);
+    if (r < 0) return r;
+    const std::string_view property(name);
+    if (property == "ActiveState") {
+      r = readStringVariant(message, activity.activeState);
+    } else if (property == "SubState") {
+      r = readStringVariant(message, activity.subState);
+    } else if (property == "Result") {
+      r = readStringVariant(message, activity.result);
+    } else if (property == "MainPID") {
+      r = sd_bus_message_read(message, "v", "u", &activity.mainPid);
+    } else if (property == "NRestarts") {
+      r = sd_bus_message_read(message, "v", "u", &activity.restarts);
+    } else if (property == "Job") {
+      uint32_t job = 0;
+      const char* jobPath = nullptr;
+      r = sd_bus_message_read(message, "v", "(uo)", &job, &jobPath);
+      activity.jobPending = job != 0;
+    } else if (property == "Id" && id != nullptr) {
+      r = readStringVariant(message, *id);
+    } else {
+      r = sd_bus_message_skip(message, "v");
+    }
+    if (r < 0) return r;
+    r = sd_bus_message_exit_container(message);
+    if (r < 0) return r;
+  }
+  if (r < 0) return r;
+  return sd_bus_message_exit_container(message);
+}
+
+bool isFollowed(std::string_view property) {
+  return property == "ActiveState" || property == "SubState" || property == "Result" ||
+         property == "MainPID" || property == "NRestarts" || property == "Job";
+}
+
+// Reads the invalidated property names of a PropertiesChanged signal: systemd
+// names some without their values, which then must be read.
+int readInvalidated(sd_bus_message* signal, bool& followed) {
+  int r = sd_bus_message_enter_container(signal, SD_BUS_TYPE_ARRAY, "s");
+  if (r < 0) return r;
+  const char* name = nullptr;
+  while ((r = sd_bus_message_read_basic(signal, SD_BUS_TYPE_STRING, &name)) > 0) {
+    if (isFollowed(name)) followed = true;
+  }
+  if (r < 0) return r;
+  return sd_bus_message_exit_container(signal);
+}
+
+// Marks the messages a sender sent before one of its replies. A sender numbers
+// every message it sends (its cookie), signals and replies alike, so on one
+// connection a smaller cookie from the same sender means an older message.
+struct SentBefore {
+  bool set = false;
+  std::string sender;  // "" on a direct connection, where messages carry none
+  uint64_t cookie = 0;
+};
+
+SentBefore sentBefore(sd_bus_message* reply) {
+  SentBefore mark;
+  const char* sender = sd_bus_message_get_sender(reply);
+  mark.sender = sender != nullptr ? sender : "";
+  mark.set = sd_bus_message_get_cookie(reply, &mark.cookie) >= 0;
+  return mark;
+}
+
+// Whether `message` was sent before the reply `mark` was taken from. Messages
+// arrive in order, so the first that was not ends the mark's use.
+bool sentEarlier(sd_bus_message* message, SentBefore& mark) {
+  if (!mark.set) return false;
+  const char* sender = sd_bus_message_get_sender(message);
+  uint64_t cookie = 0;
+  if (mark.sender == (sender != nullptr ? sender : "") &&
+      sd_bus_message_get_cookie(message, &cookie) >= 0 && cookie < mark.cookie) {
+    return true;
+  }
+  mark.set = false;
+  return false;
+}
+
 }  // namespace
 
 struct BusSystemdManager::Job {
@@ -176,6 +268,24 @@ struct BusSystemdManager::Job {
   core::Status failure;
   std::string path;     // the job's object path once systemd has queued it
   SlotPtr pendingCall;  // StartUnit & co., then the Get of the unit's Result
+};
+
+struct BusSystemdManager::Watch {
+  BusSystemdManager* manager;
+  std::string unit;                     // the name watched
+  std::string path;                     // the object path systemd signals on: its Id's
+  const char* typeInterface = nullptr;  // the interface with Result, MainPID, ...; or none
+  UnitActivityCallback changed;
+  UnitActivity current;   // as the messages so far tell
+  UnitActivity reported;  // as the callback last heard it, or watchUnit() returned it
+  SlotPtr match;          // PropertiesChanged on `path`
+  // Reads in flight, of the Unit's and the type's properties; `changed` waits
+  // for them.
+  SlotPtr unitRead;
+  SlotPtr typeRead;
+  // Signals queued before watchUnit()'s replies are older than what it read.
+  SentBefore unitReadAt;
+  SentBefore typeReadAt;
 };
 
 core::Result<std::unique_ptr<BusSystemdManager>> BusSystemdManager::connect(
@@ -196,13 +306,18 @@ core::Result<std::unique_ptr<BusSystemdManager>> BusSystemdManager::connectTo(
 
 BusSystemdManager::BusSystemdManager(core::Loop& loop, core::Clock& clock,
                                      core::Duration jobTimeout, std::string address)
-    : loop_(loop), clock_(clock), jobTimeout_(jobTimeout), requestedAddress_(std::move(address)) {}
+    : loop_(loop), clock_(clock), jobTimeout_(jobTimeout), requestedAddress_(std::move(address)) {
+  reconnectTimer_ = clock_.createTimer([this] { (void)ensureConnected(); });
+}
 
 BusSystemdManager::~BusSystemdManager() {
   deferred_.reset();
+  reconnectTimer_.reset();
   // The jobs' slots and the matches go before the connection they reference.
   jobs_.clear();
+  watches_.clear();
   jobRemovedSlot_.reset();
+  unitNewSlot_.reset();
   disconnectedSlot_.reset();
 }
 
@@ -211,14 +326,26 @@ core::Status BusSystemdManager::connectBus() {
   for (auto& [id, job] : jobs_) {
     if (job->failure.isOk()) failSoon(*job, connectionLostStatus(job->kind, job->unit));
   }
-  jobRemovedSlot_.reset();
-  disconnectedSlot_.reset();
-  bus_.reset();
+  // Everything that references the connection goes before it.
+  auto disconnect = [this] {
+    for (auto& [unit, watch] : watches_) {
+      watch->match.reset();
+      watch->unitRead.reset();
+      watch->typeRead.reset();
+      watch->unitReadAt = {};
+      watch->typeReadAt = {};
+    }
+    jobRemovedSlot_.reset();
+    unitNewSlot_.reset();
+    disconnectedSlot_.reset();
+    bus_.reset();
+  };
+  disconnect();
   connectedAddress_.clear();
 
   sd_bus* raw = nullptr;
   int r = 0;
-  bool direct = false;
+  direct_ = false;
   // Only root may use the private socket; systemctl does the same.
   if (!requestedAddress_.empty() || geteuid() == 0) {
     const std::string address = requestedAddress_.empty() ? kPrivateAddress : requestedAddress_;
@@ -229,7 +356,7 @@ core::Status BusSystemdManager::connectBus() {
     if (r >= 0) r = sd_bus_start(bus.get());
     if (r >= 0) {
       bus_ = std::move(bus);
-      direct = true;
+      direct_ = true;
     } else if (!requestedAddress_.empty()) {
       return core::Status::fromErrno(r, "connect to systemd at " + address);
     }
@@ -244,50 +371,85 @@ core::Status BusSystemdManager::connectBus() {
 
   r = sd_bus_attach_event(bus_.get(), loop_.event(), SD_EVENT_PRIORITY_NORMAL);
   if (r < 0) {
-    bus_.reset();
+    disconnect();
     return core::Status::fromErrno(r, "attach bus connection to the event loop");
   }
 
-  // The match and the subscription come before any job is queued, so no
-  // JobRemoved can slip by. Messages on a direct connection carry no sender.
+  // The matches and the subscription come before any job is queued or unit
+  // read, so no signal can slip by. Messages on a direct connection carry no
+  // sender.
+  const char* sender = direct_ ? nullptr : kDestination;
   sd_bus_slot* slot = nullptr;
-  r = sd_bus_match_signal(bus_.get(), &slot, direct ? nullptr : kDestination, kManagerPath,
-                          kManagerInterface, "JobRemoved", &BusSystemdManager::onJobRemoved, this);
+  r = sd_bus_match_signal(bus_.get(), &slot, sender, kManagerPath, kManagerInterface, "JobRemoved",
+                          &BusSystemdManager::onJobRemoved, this);
   if (r < 0) {
-    bus_.reset();
+    disconnect();
     return core::Status::fromErrno(r, "watch systemd's JobRemoved signal");
   }
   jobRemovedSlot_.reset(slot);
+  r = sd_bus_match_signal(bus_.get(), &slot, sender, kManagerPath, kManagerInterface, "UnitNew",
+                          &BusSystemdManager::onUnitNew, this);
+  if (r < 0) {
+    disconnect();
+    return core::Status::fromErrno(r, "watch systemd's UnitNew signal");
+  }
+  unitNewSlot_.reset(slot);
   // Reconnects as soon as the connection drops, rather than at the next call.
   r = sd_bus_match_signal(bus_.get(), &slot, nullptr, kLocalPath, kLocalInterface, "Disconnected",
                           &BusSystemdManager::onDisconnected, this);
   if (r < 0) {
-    jobRemovedSlot_.reset();
-    bus_.reset();
+    disconnect();
     return core::Status::fromErrno(r, "watch for the connection to systemd dropping");
   }
   disconnectedSlot_.reset(slot);
+  for (auto& [unit, watch] : watches_) {
+    if (core::Status s = matchWatch(*watch); !s) {
+      disconnect();
+      return s;
+    }
+  }
 
   BusError error;
   r = sd_bus_call_method(bus_.get(), kDestination, kManagerPath, kManagerInterface, "Subscribe",
                          error.get(), nullptr, "");
   if (r < 0) {
     core::Status status = busStatus("subscribe to systemd's signals", r, error.get());
-    jobRemovedSlot_.reset();
-    disconnectedSlot_.reset();
-    bus_.reset();
+    disconnect();
     return status;
   }
+  ++connections_;
   const char* address = nullptr;
   if (sd_bus_get_address(bus_.get(), &address) >= 0 && address != nullptr) {
     connectedAddress_ = address;
+  }
+  // What the watched units did while the connection was down: reported once
+  // the reads are back, if it differs from what their callbacks last heard.
+  for (auto& [unit, watch] : watches_) {
+    readAsync(*watch, /*unitInterface=*/true);
+    readAsync(*watch, /*unitInterface=*/false);
   }
   return core::Status::ok();
 }
 
 core::Status BusSystemdManager::ensureConnected() {
   if (bus_ && sd_bus_is_open(bus_.get()) > 0) return core::Status::ok();
-  return connectBus();
+  core::Status connected = connectBus();
+  if (connected) {
+    reconnectTimer_->cancel();
+    reconnectDelay_ = {};
+  } else {
+    scheduleReconnect();
+  }
+  return connected;
+}
+
+void BusSystemdManager::scheduleReconnect() {
+  // Without watches, the next call reconnects soon enough.
+  if (watches_.empty() || reconnectTimer_->armed()) return;
+  reconnectDelay_ = reconnectDelay_ == core::Duration{}
+                        ? kFirstReconnectDelay
+                        : std::min(2 * reconnectDelay_, core::Duration(kMaxReconnectDelay));
+  reconnectTimer_->armIn(reconnectDelay_);
 }
 
 int BusSystemdManager::onDisconnected(sd_bus_message*, void* userdata, sd_bus_error*) {
@@ -312,7 +474,8 @@ void BusSystemdManager::failSoon(Job& job, core::Status failure) {
 void BusSystemdManager::onDeferred() {
   if (reconnectPending_) {
     reconnectPending_ = false;
-    // Failing, it leaves the error to the next call, which tries again.
+    // Failing, it leaves the error to the next call, and to the reconnect
+    // timer while units are watched.
     (void)ensureConnected();
   }
   if (failing_.empty()) return;
@@ -520,10 +683,180 @@ void BusSystemdManager::finishJob(uint64_t id, core::Status result) {
 }
 
 core::Result<UnitActivity> BusSystemdManager::watchUnit(const std::string& unit,
-                                                        UnitActivityCallback) {
-  return core::Status::internal("watch " + unit + ": not implemented yet");
+                                                        UnitActivityCallback changed) {
+  const std::string what = "watch " + unit;
+  const std::string path = unitObjectPath(unit);
+  if (path.empty()) return core::Status::invalidArgument(what + ": cannot encode the unit name");
+  auto fail = [this, &unit, &what](const core::Status& status) {
+    watches_.erase(unit);
+    return status.withContext(what);
+  };
+  std::unique_ptr<Watch>& owned = watches_[unit];
+  if (!owned) {
+    owned = std::make_unique<Watch>();
+    owned->manager = this;
+    owned->unit = unit;
+    owned->path = path;
+    owned->typeInterface = resultInterface(unit);
+  }
+  // Kept in the map from here on: a reconnect inside a call renews its match.
+  Watch& watch = *owned;
+  if (core::Status s = ensureConnected(); !s) return core::Result<UnitActivity>(fail(s));
+  if (!watch.match) {
+    if (core::Status s = matchWatch(watch); !s) return core::Result<UnitActivity>(fail(s));
+  }
+  std::string id;
+  core::Result<UnitActivity> activity = readWatch(watch, id);
+  if (!activity) return core::Result<UnitActivity>(fail(activity.status()));
+  // systemd signals an alias's changes on the object path of the unit's Id.
+  if (!id.empty() && unitObjectPath(id) != watch.path) {
+    watch.path = unitObjectPath(id);
+    watch.match.reset();
+    if (core::Status s = matchWatch(watch); !s) return core::Result<UnitActivity>(fail(s));
+    activity = readWatch(watch, id);
+    if (!activity) return core::Result<UnitActivity>(fail(activity.status()));
+  }
+  // Reads in flight were sent earlier and answer with older values.
+  watch.unitRead.reset();
+  watch.typeRead.reset();
+  watch.changed = std::move(changed);
+  watch.current = *activity;
+  watch.reported = *activity;
+  return activity;
 }
 
-void BusSystemdManager::unwatchUnit(const std::string&) {}
+void BusSystemdManager::unwatchUnit(const std::string& unit) { watches_.erase(unit); }
+
+core::Status BusSystemdManager::matchWatch(Watch& watch) {
+  sd_bus_slot* slot = nullptr;
+  int r = sd_bus_match_signal(bus_.get(), &slot, direct_ ? nullptr : kDestination,
+                              watch.path.c_str(), kPropertiesInterface, "PropertiesChanged",
+                              &BusSystemdManager::onPropertiesChanged, &watch);
+  if (r < 0) {
+    return core::Status::fromErrno(r,
+                                   "watch " + watch.unit + ": match its PropertiesChanged signals");
+  }
+  watch.match.reset(slot);
+  return core::Status::ok();
+}
+
+core::Result<UnitActivity> BusSystemdManager::readWatch(Watch& watch, std::string& id) {
+  const std::string what = "watch " + watch.unit;
+  for (int attempt = 0;; ++attempt) {
+    const uint64_t connection = connections_;
+    UnitActivity activity;
+    id.clear();
+    auto unitReply = call(
+        what, watch.path.c_str(), kPropertiesInterface, "GetAll",
+        [](sd_bus_message* m) { return sd_bus_message_append_basic(m, 's', kUnitInterface); },
+        kCallTimeout);
+    if (!unitReply) return unitReply.status();
+    if (int r = readActivityProperties(unitReply->get(), activity, &id); r < 0) {
+      return core::Status::fromErrno(r, what + ": read reply");
+    }
+    SentBefore typeReadAt;
+    if (watch.typeInterface != nullptr) {
+      auto typeReply = call(
+          what, watch.path.c_str(), kPropertiesInterface, "GetAll",
+          [&watch](sd_bus_message* m) {
+            return sd_bus_message_append_basic(m, 's', watch.typeInterface);
+          },
+          kCallTimeout);
+      if (!typeReply) return typeReply.status();
+      if (int r = readActivityProperties(typeReply->get(), activity, nullptr); r < 0) {
+        return core::Status::fromErrno(r, what + ": read reply");
+      }
+      typeReadAt = sentBefore(typeReply->get());
+    }
+    // The two replies must come from one connection for their marks to hold.
+    if (connection != connections_ && attempt == 0) continue;
+    watch.unitReadAt = sentBefore(unitReply->get());
+    watch.typeReadAt = typeReadAt;
+    return activity;
+  }
+}
+
+void BusSystemdManager::readAsync(Watch& watch, bool unitInterface) {
+  const char* interface = unitInterface ? kUnitInterface : watch.typeInterface;
+  SlotPtr& pending = unitInterface ? watch.unitRead : watch.typeRead;
+  if (interface == nullptr || pending || !bus_) return;
+  sd_bus_slot* slot = nullptr;
+  int r = sd_bus_call_method_async(
+      bus_.get(), &slot, kDestination, watch.path.c_str(), kPropertiesInterface, "GetAll",
+      unitInterface ? &BusSystemdManager::onUnitRead : &BusSystemdManager::onTypeRead, &watch, "s",
+      interface);
+  // Failing, the connection is going down, and reconnecting reads again.
+  if (r >= 0) pending.reset(slot);
+}
+
+int BusSystemdManager::onUnitRead(sd_bus_message* reply, void* userdata, sd_bus_error*) {
+  auto& watch = *static_cast<Watch*>(userdata);
+  watch.manager->onRead(reply, watch, /*unitInterface=*/true);
+  return 0;
+}
+
+int BusSystemdManager::onTypeRead(sd_bus_message* reply, void* userdata, sd_bus_error*) {
+  auto& watch = *static_cast<Watch*>(userdata);
+  watch.manager->onRead(reply, watch, /*unitInterface=*/false);
+  return 0;
+}
+
+void BusSystemdManager::onRead(sd_bus_message* reply, Watch& watch, bool unitInterface) {
+  (unitInterface ? watch.unitRead : watch.typeRead).reset();
+  if (sd_bus_message_is_method_error(reply, nullptr)) {
+    // Failed with the connection: reconnecting reads again.
+    if (sd_bus_is_open(sd_bus_message_get_bus(reply)) <= 0) return;
+    // Otherwise what the signals said stands.
+  } else {
+    (void)readActivityProperties(reply, watch.current, nullptr);
+  }
+  report(watch);
+}
+
+int BusSystemdManager::onPropertiesChanged(sd_bus_message* signal, void* userdata, sd_bus_error*) {
+  auto& watch = *static_cast<Watch*>(userdata);
+  const char* interface = nullptr;
+  if (sd_bus_message_read_basic(signal, SD_BUS_TYPE_STRING, &interface) < 0) return 0;
+  const bool unitInterface = std::string_view(interface) == kUnitInterface;
+  if (!unitInterface &&
+      (watch.typeInterface == nullptr || std::string_view(interface) != watch.typeInterface)) {
+    return 0;
+  }
+  if (sentEarlier(signal, unitInterface ? watch.unitReadAt : watch.typeReadAt)) return 0;
+  bool reread = readActivityProperties(signal, watch.current, nullptr) < 0;
+  if (!reread && readInvalidated(signal, reread) < 0) reread = true;
+  if (reread) watch.manager->readAsync(watch, unitInterface);
+  // For each change systemd sends the type's properties first, then the
+  // Unit's: the pair is reported as one change, at the second.
+  if (unitInterface) watch.manager->report(watch);
+  return 0;
+}
+
+int BusSystemdManager::onUnitNew(sd_bus_message* signal, void* userdata, sd_bus_error*) {
+  auto& self = *static_cast<BusSystemdManager*>(userdata);
+  if (self.watches_.empty()) return 0;
+  const char *id = nullptr, *path = nullptr;
+  if (sd_bus_message_read(signal, "so", &id, &path) < 0) return 0;
+  // systemd loaded a watched unit again after unloading it (an inactive unit
+  // nobody references). It announces a loaded unit's first change with
+  // UnitNew alone, so that change has to be read.
+  for (auto& [unit, watch] : self.watches_) {
+    if (watch->path != path) continue;
+    self.readAsync(*watch, /*unitInterface=*/true);
+    self.readAsync(*watch, /*unitInterface=*/false);
+  }
+  return 0;
+}
+
+void BusSystemdManager::report(Watch& watch) {
+  if (watch.unitRead || watch.typeRead || watch.current == watch.reported) return;
+  watch.reported = watch.current;
+  if (!watch.changed) return;
+  // Copies: the callback may unwatch the unit, which destroys the watch.
+  UnitActivityCallback changed = watch.changed;
+  const std::string unit = watch.unit;
+  const UnitActivity activity = watch.current;
+  changed(unit, activity);
+}
 
 }  // namespace nodewarden::systemd

@@ -22,6 +22,10 @@ namespace nodewarden::systemd {
 // that fails, and fails the jobs in flight at once: systemd's word on how they
 // end went with the connection.
 //
+// Watched units are followed through PropertiesChanged signals on their object
+// paths; after a reconnect their matches are renewed and their activity read
+// again, and while units are watched a failed reconnect is retried on the clock.
+//
 // Use it from the loop thread only. Synchronous calls, and reconnecting, block
 // the loop for at most 25 s (60 s for a daemon-reload). Destroying the manager
 // drops the jobs in flight without calling their callbacks.
@@ -52,12 +56,15 @@ class BusSystemdManager final : public SystemdManager {
   core::Status disableUnitFiles(const std::vector<std::string>& units) override;
   core::Status resetFailed(const std::string& unit) override;
   void runJob(JobKind kind, const std::string& unit, JobCallback done) override;
+  // Two synchronous reads (the Unit properties and the type's). When it fails,
+  // the unit is not watched, even if it was before.
   core::Result<UnitActivity> watchUnit(const std::string& unit,
                                        UnitActivityCallback changed) override;
   void unwatchUnit(const std::string& unit) override;
 
  private:
   struct Job;
+  struct Watch;
   BusSystemdManager(core::Loop& loop, core::Clock& clock, core::Duration jobTimeout,
                     std::string address);
 
@@ -67,6 +74,8 @@ class BusSystemdManager final : public SystemdManager {
   void failSoon(Job& job, core::Status failure);
   // The deferred work: reconnecting after a disconnect, and failing jobs.
   void onDeferred();
+  // While units are watched, tries to reconnect again later, backing off.
+  void scheduleReconnect();
   // A synchronous method call on the manager object or `path`; reconnects and
   // retries once when the connection turns out to have dropped.
   core::Result<MessagePtr> call(const std::string& what, const char* path, const char* interface,
@@ -80,6 +89,23 @@ class BusSystemdManager final : public SystemdManager {
   static int onDisconnected(sd_bus_message* signal, void* userdata, sd_bus_error* error);
   void finishJob(uint64_t id, core::Status result);
 
+  // Adds the PropertiesChanged match of the watch's object path.
+  core::Status matchWatch(Watch& watch);
+  // Reads the watch's Unit properties and its type's ones synchronously;
+  // messages queued before the replies are then known to be older.
+  core::Result<UnitActivity> readWatch(Watch& watch, std::string& id);
+  // Reads one interface's properties asynchronously, unless a read of it is
+  // already on its way: its reply comes after every message received so far.
+  void readAsync(Watch& watch, bool unitInterface);
+  // Calls the watch's callback if its activity changed and no read is pending.
+  // The callback may destroy the watch or this manager: nothing may follow it.
+  void report(Watch& watch);
+  static int onPropertiesChanged(sd_bus_message* signal, void* userdata, sd_bus_error* error);
+  static int onUnitRead(sd_bus_message* reply, void* userdata, sd_bus_error* error);
+  static int onTypeRead(sd_bus_message* reply, void* userdata, sd_bus_error* error);
+  static int onUnitNew(sd_bus_message* signal, void* userdata, sd_bus_error* error);
+  void onRead(sd_bus_message* reply, Watch& watch, bool unitInterface);
+
   core::Loop& loop_;
   core::Clock& clock_;
   const core::Duration jobTimeout_;
@@ -88,14 +114,20 @@ class BusSystemdManager final : public SystemdManager {
   // Declared before the slots, so that they are released first and the
   // connection really closes.
   BusPtr bus_;
+  bool direct_ = false;  // connected to systemd itself, not through a bus daemon
   SlotPtr jobRemovedSlot_;
+  SlotPtr unitNewSlot_;
   SlotPtr disconnectedSlot_;
   core::EventSource deferred_;
   bool reconnectPending_ = false;
+  std::unique_ptr<core::Timer> reconnectTimer_;
+  core::Duration reconnectDelay_{};
+  uint64_t connections_ = 0;       // connections made so far
   std::vector<uint64_t> failing_;  // jobs that onDeferred() ends with their failure
   uint64_t nextJobId_ = 1;
   std::unordered_map<uint64_t, std::unique_ptr<Job>> jobs_;
   std::unordered_map<std::string, uint64_t> jobsByPath_;  // queued in systemd, by job object path
+  std::unordered_map<std::string, std::unique_ptr<Watch>> watches_;  // by the name watched
 };
 
 }  // namespace nodewarden::systemd

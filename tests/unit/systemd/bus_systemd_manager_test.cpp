@@ -15,6 +15,7 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <variant>
 
 #include "agent/core/loop.h"
 #include "agent/core/simulated_clock.h"
@@ -28,6 +29,41 @@ using ::testing::ElementsAre;
 using Code = core::Status::Code;
 
 constexpr const char* kManagerInterface = "org.freedesktop.systemd1.Manager";
+constexpr const char* kUnitInterface = "org.freedesktop.systemd1.Unit";
+constexpr const char* kServiceInterface = "org.freedesktop.systemd1.Service";
+
+std::string unitPath(const std::string& unit) {
+  char* path = nullptr;
+  sd_bus_path_encode("/org/freedesktop/systemd1/unit", unit.c_str(), &path);
+  std::string result(path);
+  std::free(path);
+  return result;
+}
+
+// A property in a PropertiesChanged signal: "Job" takes the job number.
+using Property = std::pair<std::string, std::variant<std::string, uint32_t>>;
+
+// Appends one {sv} entry.
+int appendProperty(sd_bus_message* m, const Property& property) {
+  const auto& [name, value] = property;
+  if (name == "Job") {
+    const uint32_t job = std::get<uint32_t>(value);
+    const std::string path =
+        job == 0 ? "/" : "/org/freedesktop/systemd1/job/" + std::to_string(job);
+    return sd_bus_message_append(m, "{sv}", name.c_str(), "(uo)", job, path.c_str());
+  }
+  if (const auto* text = std::get_if<std::string>(&value)) {
+    return sd_bus_message_append(m, "{sv}", name.c_str(), "s", text->c_str());
+  }
+  return sd_bus_message_append(m, "{sv}", name.c_str(), "u", std::get<uint32_t>(value));
+}
+
+int appendProperties(sd_bus_message* m, const std::vector<Property>& properties) {
+  int r = sd_bus_message_open_container(m, 'a', "{sv}");
+  for (size_t i = 0; r >= 0 && i < properties.size(); ++i) r = appendProperty(m, properties[i]);
+  if (r >= 0) r = sd_bus_message_close_container(m);
+  return r;
+}
 
 // A stand-in for systemd at the other end of a private socket, on its own
 // thread and loop: it answers the manager's calls as the test scripts it and
@@ -41,16 +77,7 @@ class SystemdPeer {
     auto loop = core::Loop::create();
     assert(loop.isOk());
     loop_ = std::move(loop).value();
-
-    listener_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-    sockaddr_un address{};
-    address.sun_family = AF_UNIX;
-    socketPath_.copy(address.sun_path, sizeof(address.sun_path) - 1);
-    EXPECT_EQ(::bind(listener_.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
-    EXPECT_EQ(::listen(listener_.get(), 8), 0);
-    auto accepting = loop_->addIo(listener_.get(), EPOLLIN, [this](uint32_t) { accept(); });
-    assert(accepting.isOk());
-    accepting_ = std::move(*accepting);
+    listen();
     thread_ = std::thread([this] { loop_->run(); });
   }
 
@@ -92,6 +119,58 @@ class SystemdPeer {
   void dropConnections() {
     onPeer([this] { connections_.clear(); });
   }
+  // Stops and resumes listening: no systemd at the address meanwhile.
+  void stopListening() {
+    onPeer([this] {
+      accepting_.reset();
+      listener_.reset();
+      ::unlink(socketPath_.c_str());
+    });
+  }
+  void resumeListening() {
+    onPeer([this] { listen(); });
+  }
+
+  // What the unit reports from now on. Unknown units are active and running,
+  // with a fixed set of properties.
+  struct Unit {
+    std::string id;  // "": the unit's own name; otherwise it is an alias of `id`
+    std::string activeState = "active";
+    std::string subState = "running";
+    uint32_t job = 0;
+    std::string result = "success";
+    uint32_t mainPid = 0;
+    uint32_t restarts = 0;
+  };
+  void setUnit(const std::string& unit, Unit state) {
+    std::lock_guard lock(mutex_);
+    units_[unitPath(unit)] = std::move(state);
+  }
+  // Sends PropertiesChanged for the unit, as systemd does when it changes.
+  void emitChanged(const std::string& unit, const std::string& interface,
+                   const std::vector<Property>& changed,
+                   const std::vector<std::string>& invalidated = {}) {
+    onPeer([&] {
+      for (auto& connection : connections_) {
+        sendChanged(connection.bus.get(), unit, interface, changed, invalidated);
+      }
+    });
+  }
+  // The same, sent right before the reply to the next GetAll of the Unit
+  // interface: older than what that reply says.
+  void emitChangedBeforeNextRead(const std::string& unit, const std::vector<Property>& changed) {
+    std::lock_guard lock(mutex_);
+    beforeNextRead_ = {unit, changed};
+  }
+  void emitUnitNew(const std::string& unit) {
+    onPeer([&] {
+      const std::string path = unitPath(unit);
+      for (auto& connection : connections_) {
+        sd_bus_emit_signal(connection.bus.get(), "/org/freedesktop/systemd1", kManagerInterface,
+                           "UnitNew", "so", unit.c_str(), path.c_str());
+      }
+    });
+  }
 
   std::vector<std::string> calls() const {
     std::lock_guard lock(mutex_);
@@ -114,6 +193,33 @@ class SystemdPeer {
 
   static std::string jobPath(uint32_t number) {
     return "/org/freedesktop/systemd1/job/" + std::to_string(number);
+  }
+
+  void listen() {
+    listener_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    socketPath_.copy(address.sun_path, sizeof(address.sun_path) - 1);
+    EXPECT_EQ(::bind(listener_.get(), reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+    EXPECT_EQ(::listen(listener_.get(), 8), 0);
+    auto accepting = loop_->addIo(listener_.get(), EPOLLIN, [this](uint32_t) { accept(); });
+    assert(accepting.isOk());
+    accepting_ = std::move(*accepting);
+  }
+
+  static void sendChanged(sd_bus* bus, const std::string& unit, const std::string& interface,
+                          const std::vector<Property>& changed,
+                          const std::vector<std::string>& invalidated) {
+    sd_bus_message* raw = nullptr;
+    sd_bus_message_new_signal(bus, &raw, unitPath(unit).c_str(), "org.freedesktop.DBus.Properties",
+                              "PropertiesChanged");
+    MessagePtr signal(raw);
+    sd_bus_message_append(raw, "s", interface.c_str());
+    appendProperties(raw, changed);
+    sd_bus_message_open_container(raw, 'a', "s");
+    for (const std::string& name : invalidated) sd_bus_message_append(raw, "s", name.c_str());
+    sd_bus_message_close_container(raw);
+    sd_bus_send(bus, raw, nullptr);
   }
 
   // Runs `work` on the peer's thread and waits for it.
@@ -207,8 +313,17 @@ class SystemdPeer {
                                unit);
     }
     if (member == "GetAll") {
-      calls_.push_back(member + " " + sd_bus_message_get_path(m));
-      return replyUnitProperties(m);
+      const char* interface = nullptr;
+      sd_bus_message_read(m, "s", &interface);
+      const std::string path = sd_bus_message_get_path(m);
+      calls_.push_back(member + " " + path + " " + interface);
+      if (interface == std::string(kServiceInterface)) return replyServiceProperties(m, path);
+      if (beforeNextRead_) {
+        sendChanged(sd_bus_message_get_bus(m), beforeNextRead_->first, kUnitInterface,
+                    beforeNextRead_->second, {});
+        beforeNextRead_.reset();
+      }
+      return replyUnitProperties(m, path);
     }
     if (member == "Get") {
       const char *interface = nullptr, *property = nullptr;
@@ -220,17 +335,48 @@ class SystemdPeer {
     return 0;
   }
 
-  static int replyUnitProperties(sd_bus_message* m) {
+  // The unit's state as setUnit() set it; the mutex is held.
+  Unit unitAt(const std::string& path) const {
+    auto it = units_.find(path);
+    Unit unit = it == units_.end() ? Unit{} : it->second;
+    if (unit.id.empty()) {
+      char* name = nullptr;
+      sd_bus_path_decode(path.c_str(), "/org/freedesktop/systemd1/unit", &name);
+      unit.id = name != nullptr ? name : "";
+      std::free(name);
+    }
+    return unit;
+  }
+
+  int replyServiceProperties(sd_bus_message* m, const std::string& path) const {
+    const Unit unit = unitAt(path);
+    sd_bus_message* raw = nullptr;
+    sd_bus_message_new_method_return(m, &raw);
+    MessagePtr reply(raw);
+    sd_bus_message_open_container(raw, 'a', "{sv}");
+    sd_bus_message_append(raw, "{sv}", "Type", "s", "simple");
+    sd_bus_message_append(raw, "{sv}", "Restart", "s", "no");
+    sd_bus_message_append(raw, "{sv}", "MainPID", "u", unit.mainPid);
+    sd_bus_message_append(raw, "{sv}", "ExecMainStartTimestamp", "t", uint64_t{7});
+    sd_bus_message_append(raw, "{sv}", "Result", "s", unit.result.c_str());
+    sd_bus_message_append(raw, "{sv}", "NRestarts", "u", unit.restarts);
+    sd_bus_message_close_container(raw);
+    return sd_bus_send(nullptr, raw, nullptr);
+  }
+
+  int replyUnitProperties(sd_bus_message* m, const std::string& path) const {
+    const Unit unit = unitAt(path);
     sd_bus_message* raw = nullptr;
     sd_bus_message_new_method_return(m, &raw);
     MessagePtr reply(raw);
     sd_bus_message_open_container(raw, 'a', "{sv}");
     // Properties the manager does not read come in between, of other types.
-    sd_bus_message_append(raw, "{sv}", "Id", "s", "kubelet.service");
+    sd_bus_message_append(raw, "{sv}", "Id", "s", unit.id.c_str());
     sd_bus_message_append(raw, "{sv}", "Names", "as", 2, "kubelet.service", "k.service");
     sd_bus_message_append(raw, "{sv}", "LoadState", "s", "loaded");
-    sd_bus_message_append(raw, "{sv}", "ActiveState", "s", "active");
-    sd_bus_message_append(raw, "{sv}", "SubState", "s", "running");
+    sd_bus_message_append(raw, "{sv}", "ActiveState", "s", unit.activeState.c_str());
+    sd_bus_message_append(raw, "{sv}", "SubState", "s", unit.subState.c_str());
+    appendProperty(raw, {"Job", unit.job});
     sd_bus_message_append(raw, "{sv}", "StateChangeTimestamp", "t", uint64_t{42});
     sd_bus_message_append(raw, "{sv}", "UnitFileState", "s", "enabled");
     sd_bus_message_append(raw, "{sv}", "FragmentPath", "s", "/etc/systemd/system/kubelet.service");
@@ -251,6 +397,8 @@ class SystemdPeer {
   mutable std::mutex mutex_;
   std::map<std::string, std::string> results_;
   std::set<std::string> refused_;
+  std::map<std::string, Unit> units_;  // by object path
+  std::optional<std::pair<std::string, std::vector<Property>>> beforeNextRead_;
   std::vector<std::string> calls_;
   uint32_t nextJob_ = 1;
   int accepted_ = 0;
@@ -291,6 +439,26 @@ class BusSystemdManagerTest : public ::testing::Test {
     return results->empty() ? core::Status::internal("no result") : results->front();
   }
 
+  // Watches `unit`, recording what its callback hears; checks that the
+  // callback never runs inside watchUnit().
+  std::shared_ptr<std::vector<UnitActivity>> watch(const std::string& unit,
+                                                   UnitActivity* now = nullptr) {
+    auto heard = std::make_shared<std::vector<UnitActivity>>();
+    auto activity = manager_->watchUnit(
+        unit, [heard](const std::string&, const UnitActivity& a) { heard->push_back(a); });
+    EXPECT_TRUE(activity.isOk()) << activity.status().message();
+    EXPECT_TRUE(heard->empty()) << "the callback ran inside watchUnit()";
+    if (now != nullptr && activity.isOk()) *now = *activity;
+    return heard;
+  }
+
+  // Returns once the manager has handled every message the peer sent so far:
+  // messages are dispatched in order, and a job's end comes after them.
+  void settle() {
+    peer_.finishJobsWith("settle.service", "done");
+    EXPECT_TRUE(runJobToEnd(JobKind::kStart, "settle.service").isOk());
+  }
+
   static constexpr core::Duration kJobTimeout = 30s;
   SystemdPeer peer_;
   std::unique_ptr<core::Loop> loop_;
@@ -314,8 +482,9 @@ TEST_F(BusSystemdManagerTest, ReadsTheUnitsStatusInOneCall) {
                                  .needDaemonReload = true,
                                  .fragmentPath = "/etc/systemd/system/kubelet.service",
                                  .dropInPaths = {"/run/a.conf", "/etc/b.conf"}}));
-  EXPECT_THAT(peer_.calls(),
-              ElementsAre("Subscribe", "GetAll /org/freedesktop/systemd1/unit/kubelet_2eservice"));
+  EXPECT_THAT(peer_.calls(), ElementsAre("Subscribe",
+                                         "GetAll /org/freedesktop/systemd1/unit/kubelet_2eservice "
+                                         "org.freedesktop.systemd1.Unit"));
 }
 
 TEST_F(BusSystemdManagerTest, UnitFileCallsCarryTheirArguments) {
@@ -466,6 +635,237 @@ TEST_F(BusSystemdManagerTest, DestroyingTheManagerDropsItsJobsQuietly) {
   clock_.advance(kJobTimeout);
   peer_.removeJob(1, "a.service", "done");
   EXPECT_TRUE(pending->empty());
+}
+
+const SystemdPeer::Unit kRunning{.mainPid = 42, .restarts = 1};
+const UnitActivity kRunningActivity{.activeState = "active",
+                                    .subState = "running",
+                                    .result = "success",
+                                    .mainPid = 42,
+                                    .restarts = 1};
+
+TEST_F(BusSystemdManagerTest, WatchingReadsTheUnitsAndTheServicesProperties) {
+  peer_.setUnit("a.service", kRunning);
+  UnitActivity now;
+  auto heard = watch("a.service", &now);
+  EXPECT_EQ(now, kRunningActivity);
+  EXPECT_THAT(peer_.calls(), ElementsAre("Subscribe",
+                                         "GetAll /org/freedesktop/systemd1/unit/a_2eservice "
+                                         "org.freedesktop.systemd1.Unit",
+                                         "GetAll /org/freedesktop/systemd1/unit/a_2eservice "
+                                         "org.freedesktop.systemd1.Service"));
+
+  peer_.setUnit("b.target", {.activeState = "inactive", .subState = "dead", .job = 3});
+  UnitActivity target;
+  watch("b.target", &target);
+  EXPECT_EQ(target,
+            (UnitActivity{.activeState = "inactive", .subState = "dead", .jobPending = true}));
+  EXPECT_EQ(peer_.calls().back(),
+            "GetAll /org/freedesktop/systemd1/unit/b_2etarget org.freedesktop.systemd1.Unit");
+}
+
+TEST_F(BusSystemdManagerTest, AChangeIsReportedOnceWithTheServicesAndTheUnitsProperties) {
+  peer_.setUnit("a.service", kRunning);
+  auto heard = watch("a.service");
+  // As systemd sends a crash: the type's properties, then the Unit's.
+  peer_.emitChanged("a.service", kServiceInterface,
+                    {{"Result", std::string("signal")}, {"MainPID", 0u}, {"NRestarts", 1u}});
+  peer_.emitChanged(
+      "a.service", kUnitInterface,
+      {{"ActiveState", std::string("failed")}, {"SubState", std::string("failed")}, {"Job", 0u}});
+  settle();
+  EXPECT_THAT(
+      *heard,
+      ElementsAre(UnitActivity{
+          .activeState = "failed", .subState = "failed", .result = "signal", .restarts = 1}));
+}
+
+TEST_F(BusSystemdManagerTest, SignalsRepeatingTheActivityAreNotReported) {
+  peer_.setUnit("a.service", kRunning);
+  auto heard = watch("a.service");
+  for (int i = 0; i < 3; ++i) {
+    peer_.emitChanged("a.service", kServiceInterface,
+                      {{"Result", std::string("success")}, {"MainPID", 42u}});
+    peer_.emitChanged("a.service", kUnitInterface,
+                      {{"ActiveState", std::string("active")}, {"Job", 0u}});
+  }
+  settle();
+  EXPECT_TRUE(heard->empty());
+
+  // A job queued for the unit, then done: two changes.
+  peer_.emitChanged("a.service", kUnitInterface, {{"Job", 7u}});
+  peer_.emitChanged("a.service", kUnitInterface, {{"Job", 7u}});
+  peer_.emitChanged("a.service", kUnitInterface, {{"Job", 0u}});
+  settle();
+  ASSERT_EQ(heard->size(), 2u);
+  EXPECT_TRUE((*heard)[0].jobPending);
+  EXPECT_EQ((*heard)[1], kRunningActivity);
+}
+
+TEST_F(BusSystemdManagerTest, InvalidatedPropertiesAreReadAgain) {
+  peer_.setUnit("a.service", kRunning);
+  auto heard = watch("a.service");
+  peer_.setUnit(
+      "a.service",
+      {.activeState = "activating", .subState = "auto-restart", .result = "signal", .restarts = 2});
+  peer_.emitChanged("a.service", kServiceInterface, {{"Result", std::string("signal")}},
+                    {"MainPID", "NRestarts"});
+  peer_.emitChanged("a.service", kUnitInterface, {}, {"ActiveState", "SubState"});
+  runUntil([&] { return !heard->empty(); });
+  settle();
+  // Reported once, when both reads are back.
+  EXPECT_THAT(*heard, ElementsAre(UnitActivity{.activeState = "activating",
+                                               .subState = "auto-restart",
+                                               .result = "signal",
+                                               .restarts = 2}));
+  const std::vector<std::string> calls = peer_.calls();
+  EXPECT_EQ(std::count(calls.begin(), calls.end(),
+                       "GetAll /org/freedesktop/systemd1/unit/a_2eservice "
+                       "org.freedesktop.systemd1.Service"),
+            2);
+}
+
+TEST_F(BusSystemdManagerTest, SignalsOfOtherUnitsAndInterfacesAreIgnored) {
+  peer_.setUnit("a.service", kRunning);
+  auto heard = watch("a.service");
+  peer_.emitChanged("b.service", kUnitInterface, {{"ActiveState", std::string("failed")}});
+  peer_.emitChanged("a.service", "org.freedesktop.systemd1.Socket",
+                    {{"Result", std::string("resources")}});
+  peer_.emitChanged("a.service", kUnitInterface, {{"Job", 0u}});
+  settle();
+  EXPECT_TRUE(heard->empty());
+}
+
+TEST_F(BusSystemdManagerTest, SignalsSentBeforeTheReadAreOlderAndIgnored) {
+  peer_.setUnit("a.service", kRunning);
+  // Still starting, as systemd said just before it answered the read.
+  peer_.emitChangedBeforeNextRead("a.service", {{"ActiveState", std::string("activating")},
+                                                {"SubState", std::string("start")}});
+  UnitActivity now;
+  auto heard = watch("a.service", &now);
+  EXPECT_EQ(now, kRunningActivity);
+  settle();
+  EXPECT_TRUE(heard->empty());
+  // Later signals count.
+  peer_.emitChanged("a.service", kUnitInterface, {{"ActiveState", std::string("deactivating")}});
+  runUntil([&] { return !heard->empty(); });
+  EXPECT_EQ(heard->front().activeState, "deactivating");
+}
+
+TEST_F(BusSystemdManagerTest, UnwatchingStopsTheReportsEvenFromInsideTheCallback) {
+  peer_.setUnit("a.service", kRunning);
+  peer_.setUnit("b.service", kRunning);
+  int aCalls = 0;
+  auto bHeard = std::make_shared<std::vector<UnitActivity>>();
+  ASSERT_TRUE(manager_
+                  ->watchUnit("a.service",
+                              [&](const std::string& unit, const UnitActivity&) {
+                                ++aCalls;
+                                manager_->unwatchUnit(unit);
+                                auto b = manager_->watchUnit(
+                                    "b.service",
+                                    [bHeard](const std::string&, const UnitActivity& a) {
+                                      bHeard->push_back(a);
+                                    });
+                                EXPECT_TRUE(b.isOk());
+                                manager_->runJob(JobKind::kRestart, unit, [](core::Status) {});
+                              })
+                  .isOk());
+  peer_.emitChanged("a.service", kUnitInterface, {{"ActiveState", std::string("failed")}});
+  runUntil([&] { return aCalls > 0; });
+  peer_.emitChanged("a.service", kUnitInterface, {{"ActiveState", std::string("active")}});
+  peer_.emitChanged("b.service", kUnitInterface, {{"ActiveState", std::string("failed")}});
+  runUntil([&] { return !bHeard->empty(); });
+  settle();
+  EXPECT_EQ(aCalls, 1);
+  EXPECT_EQ(bHeard->size(), 1u);
+  EXPECT_THAT(peer_.calls(), ::testing::Contains("RestartUnit a.service replace"));
+}
+
+TEST_F(BusSystemdManagerTest, WatchingAgainReplacesTheCallback) {
+  peer_.setUnit("a.service", kRunning);
+  auto first = watch("a.service");
+  auto second = watch("a.service");
+  peer_.emitChanged("a.service", kUnitInterface, {{"ActiveState", std::string("failed")}});
+  runUntil([&] { return !second->empty(); });
+  EXPECT_TRUE(first->empty());
+}
+
+TEST_F(BusSystemdManagerTest, ACallbackMayDestroyTheManager) {
+  peer_.setUnit("a.service", kRunning);
+  peer_.setUnit("b.service", kRunning);
+  int calls = 0;
+  auto destroy = [&](const std::string&, const UnitActivity&) {
+    ++calls;
+    manager_.reset();
+  };
+  ASSERT_TRUE(manager_->watchUnit("a.service", destroy).isOk());
+  ASSERT_TRUE(manager_->watchUnit("b.service", destroy).isOk());
+  peer_.emitChanged("a.service", kUnitInterface, {{"ActiveState", std::string("failed")}});
+  peer_.emitChanged("b.service", kUnitInterface, {{"ActiveState", std::string("failed")}});
+  runUntil([&] { return calls > 0; });
+  bool later = false;
+  loop_->post([&] { later = true; });
+  runUntil([&] { return later; });
+  EXPECT_EQ(calls, 1);
+}
+
+TEST_F(BusSystemdManagerTest, AReconnectRenewsTheWatchAndReportsWhatChangedMeanwhile) {
+  peer_.setUnit("a.service", kRunning);
+  peer_.setUnit("b.service", kRunning);
+  auto a = watch("a.service");
+  auto b = watch("b.service");
+  peer_.setUnit("a.service", {.activeState = "failed", .subState = "failed", .result = "signal"});
+  peer_.dropConnections();
+  runUntil([&] { return !a->empty(); });
+  EXPECT_THAT(*a, ElementsAre(UnitActivity{
+                      .activeState = "failed", .subState = "failed", .result = "signal"}));
+  settle();
+  EXPECT_TRUE(b->empty()) << "b did not change";
+  EXPECT_EQ(peer_.accepted(), 2);
+
+  peer_.emitChanged("b.service", kUnitInterface, {{"ActiveState", std::string("failed")}});
+  runUntil([&] { return !b->empty(); });
+}
+
+TEST_F(BusSystemdManagerTest, AFailedReconnectIsRetriedWhileUnitsAreWatched) {
+  peer_.setUnit("a.service", kRunning);
+  auto heard = watch("a.service");
+  peer_.stopListening();
+  peer_.dropConnections();
+  runUntil([&] { return manager_->address().empty(); });
+  peer_.setUnit("a.service", {.activeState = "inactive", .subState = "dead"});
+  peer_.resumeListening();
+  clock_.advance(50ms);
+  EXPECT_EQ(peer_.accepted(), 2);
+  runUntil([&] { return !heard->empty(); });
+  EXPECT_EQ(heard->front().activeState, "inactive");
+}
+
+TEST_F(BusSystemdManagerTest, AReloadedUnitIsReadAgain) {
+  peer_.setUnit("a.service", {.activeState = "inactive", .subState = "dead"});
+  auto heard = watch("a.service");
+  // systemd unloaded the inactive unit, then loaded and started it: its first
+  // change after loading goes out as UnitNew only.
+  peer_.setUnit("a.service", kRunning);
+  peer_.emitUnitNew("a.service");
+  runUntil([&] { return !heard->empty(); });
+  EXPECT_EQ(heard->front(), kRunningActivity);
+}
+
+TEST_F(BusSystemdManagerTest, AnAliasIsFollowedOnTheObjectPathOfTheUnitItNames) {
+  SystemdPeer::Unit real = kRunning;
+  real.id = "real.service";
+  peer_.setUnit("alias.service", real);
+  peer_.setUnit("real.service", real);
+  auto heard = watch("alias.service");
+  const std::vector<std::string> calls = peer_.calls();
+  EXPECT_EQ(calls.back(),
+            "GetAll /org/freedesktop/systemd1/unit/real_2eservice "
+            "org.freedesktop.systemd1.Service");
+  peer_.emitChanged("real.service", kUnitInterface, {{"ActiveState", std::string("failed")}});
+  runUntil([&] { return !heard->empty(); });
+  EXPECT_EQ(heard->front().activeState, "failed");
 }
 
 TEST(BusSystemdManagerConnectTest, ConnectingToNothingFailsClearly) {

@@ -124,7 +124,7 @@ Status CurlHttpClient::Transfer::configure() {
   set(CURLOPT_PROTOCOLS_STR, "http,https");
   // A redirect may not downgrade a verified channel to plain text.
   set(CURLOPT_REDIR_PROTOCOLS_STR, isHttps(request_.url) ? "https" : "http,https");
-  set(CURLOPT_FOLLOWLOCATION, 1L);
+  set(CURLOPT_FOLLOWLOCATION, request_.followRedirects ? 1L : 0L);
   set(CURLOPT_MAXREDIRS, kMaxRedirects);
   set(CURLOPT_SSL_VERIFYPEER, 1L);
   set(CURLOPT_SSL_VERIFYHOST, 2L);
@@ -136,6 +136,7 @@ Status CurlHttpClient::Transfer::configure() {
   set(CURLOPT_TIMEOUT_MS, milliseconds(request_.timeout));
   set(CURLOPT_CONNECTTIMEOUT_MS, milliseconds(request_.connectTimeout));
   set(CURLOPT_MAXFILESIZE_LARGE, maxBytes);
+  if (!request_.useProxy) set(CURLOPT_NOPROXY, "*");
   set(CURLOPT_USERAGENT, "nodewarden-agent/" NODEWARDEN_VERSION);
   if (code != CURLE_OK) {
     return Status::internal(what + ": set up the transfer: " + curl_easy_strerror(code));

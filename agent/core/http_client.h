@@ -26,6 +26,11 @@ struct HttpRequest {
   // Where the body goes: empty keeps it in HttpResponse::body; otherwise the
   // path of a file that is created or truncated.
   std::string outputPath;
+  // Off: a 3xx is the response, as a health check wants to see it.
+  bool followRedirects = true;
+  // Off: connect directly, whatever http_proxy and friends in the agent's
+  // environment say; a check of a local endpoint must not go through a proxy.
+  bool useProxy = true;
 };
 
 // A completed exchange, whatever its status code.

@@ -15,6 +15,10 @@ Commands:
   validate FILE            Check a desired-state file; print every error
   apply [--dry-run] FILE   Converge the node to FILE once; print the plan and result
   run                      Run as the node's agent daemon (under systemd)
+  status [--json]          Show the running agent's conditions, components and events
+  pause --reason TEXT      Stop enforcing and healing, node-wide or for one --unit,
+        [--for DURATION]   until resumed or for DURATION
+  resume                   Lift a pause
   version                  Print the version
 
 Run 'nodewarden-agent COMMAND --help' for a command's options.
@@ -41,6 +45,9 @@ int main(int argc, char** argv) {
   if (command == "validate") return cmd::validate(argc - 1, argv + 1);
   if (command == "apply") return cmd::apply(argc - 1, argv + 1);
   if (command == "run") return cmd::run(argc - 1, argv + 1);
+  if (command == "status") return cmd::status(argc - 1, argv + 1);
+  if (command == "pause") return cmd::pause(argc - 1, argv + 1);
+  if (command == "resume") return cmd::resume(argc - 1, argv + 1);
   std::cerr << "nodewarden-agent: unknown command \"" << command << "\"\n\n" << kUsage;
   return cmd::kExitUsage;
 }

@@ -4,6 +4,7 @@
 #include <ctime>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <vector>
 
 #include "agent/core/duration.h"
@@ -86,10 +87,7 @@ std::string relative(core::WallTime time, core::WallTime now) {
 // "2026-11-22 09:14:03 UTC; 2h14m ago", or the text as the agent sent it
 // when it is not a time.
 std::string when(const Json& object, const char* key, core::WallTime now) {
-  if (auto time = timeOf(object, key)) {
-    return strftimeUtc(*time, "%Y-%m-%d %H:%M:%S UTC") + "; " + relative(*time, now);
-  }
-  return text(object, key);
+  return describeTime(text(object, key), now);
 }
 
 std::string shortTime(const Json& object, const char* key) {
@@ -118,14 +116,14 @@ void printTable(const Rows& rows, std::ostream& out) {
   }
 }
 
-std::string pauseLine(const std::string& what, const Json& pause, core::WallTime now) {
-  std::string line = what;
-  if (!text(pause, "since").empty()) line += " since " + when(pause, "since", now);
-  line +=
-      field(pause, "until").is_null() ? ", until resumed" : ", until " + when(pause, "until", now);
+// "kubelet.service: debugging cgroups", then when it started and ends.
+std::vector<std::string> pauseLines(const std::string& what, const Json& pause,
+                                    core::WallTime now) {
   const std::string reason = text(pause, "reason");
-  if (!reason.empty()) line += ": " + reason;
-  return line;
+  std::string times;
+  if (!text(pause, "since").empty()) times = "since " + when(pause, "since", now) + ", ";
+  times += field(pause, "until").is_null() ? "until resumed" : "until " + when(pause, "until", now);
+  return {what + (reason.empty() ? "" : ": " + reason), times};
 }
 
 void printHeader(const Json& status, std::ostream& out, const StatusTextOptions& options) {
@@ -170,11 +168,11 @@ void printHeader(const Json& status, std::ostream& out, const StatusTextOptions&
   if (paused.is_object()) {
     std::vector<std::string> lines;
     const Json& node = field(paused, "node");
-    if (node.is_object()) lines.push_back(pauseLine("node", node, options.now));
+    if (node.is_object()) lines = pauseLines("the whole node", node, options.now);
     const Json& units = field(paused, "units");
     if (units.is_object()) {
       for (const auto& [unit, pause] : units.items()) {
-        lines.push_back(pauseLine(unit, pause, options.now));
+        for (auto& line : pauseLines(unit, pause, options.now)) lines.push_back(std::move(line));
       }
     }
     if (lines.empty()) lines.push_back("no");
@@ -281,32 +279,46 @@ void printEvents(const Json& status, std::ostream& out, const StatusTextOptions&
 
 }  // namespace
 
+std::string describeTime(const std::string& time, core::WallTime now) {
+  auto parsed = heal::parseTime(time);
+  if (!parsed) return time;
+  return strftimeUtc(*parsed, "%Y-%m-%d %H:%M:%S UTC") + "; " + relative(*parsed, now);
+}
+
 Assessment assess(const Json& status) {
   std::vector<std::string> failed;
   std::vector<std::string> degraded;
-  auto add = [](std::vector<std::string>& list, std::string what) {
-    if (std::find(list.begin(), list.end(), what) == list.end()) list.push_back(std::move(what));
+  // One reason per subject: a crash-looping unit is also failed, and saying
+  // so twice makes the header no clearer.
+  std::set<std::string> named;
+  auto add = [&](std::vector<std::string>& list, const std::string& subject,
+                 const std::string& what) {
+    if (named.insert(subject).second) list.push_back(subject + " " + what);
   };
   for (const Json& c : array(status, "conditions")) {
-    const std::string type = text(c, "type");
-    const std::string what = text(c, "subject") + " " + type;
-    const bool holds = flag(c, "status");
-    if (type == heal::condition::kCrashLooping && holds) add(failed, what);
-    if ((type == heal::condition::kDegraded || type == heal::condition::kProbeFailing ||
-         type == heal::condition::kDiskPressure) &&
-        holds) {
-      add(degraded, what);
-    }
-    if (type == heal::condition::kHealthy && field(c, "status").is_boolean() && !holds) {
-      add(degraded, text(c, "subject") + " unhealthy");
+    if (flag(c, "status") && text(c, "type") == heal::condition::kCrashLooping) {
+      add(failed, text(c, "subject"), heal::condition::kCrashLooping);
     }
   }
   for (const Json& c : array(status, "components")) {
-    if (text(c, "activeState") == "failed") add(failed, text(c, "unit") + " failed");
-    if (flag(field(c, "probe"), "failing")) add(degraded, text(c, "unit") + " ProbeFailing");
+    if (text(c, "activeState") == "failed") add(failed, text(c, "unit"), "failed");
+  }
+  for (const Json& c : array(status, "conditions")) {
+    const std::string type = text(c, "type");
+    const bool holds = flag(c, "status");
+    if (holds && (type == heal::condition::kDegraded || type == heal::condition::kProbeFailing ||
+                  type == heal::condition::kDiskPressure)) {
+      add(degraded, text(c, "subject"), type);
+    }
+    if (type == heal::condition::kHealthy && field(c, "status").is_boolean() && !holds) {
+      add(degraded, text(c, "subject"), "unhealthy");
+    }
+  }
+  for (const Json& c : array(status, "components")) {
+    if (flag(field(c, "probe"), "failing")) add(degraded, text(c, "unit"), "ProbeFailing");
   }
   const std::string converge = text(field(status, "converge"), "result");
-  if (converge == "failed" || converge == "rejected") add(degraded, "converge " + converge);
+  if (converge == "failed" || converge == "rejected") add(degraded, "converge", converge);
 
   auto join = [](const std::vector<std::string>& list) {
     std::string out;

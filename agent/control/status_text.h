@@ -36,6 +36,10 @@ struct StatusTextOptions {
   core::WallTime now{};
 };
 
+// "2026-11-22 09:14:03 UTC; 2h14m ago" for an RFC 3339 time, "in 16m" for a
+// time ahead; text that is not such a time comes back as it is.
+std::string describeTime(const std::string& time, core::WallTime now);
+
 // Writes a status the way `systemctl status` writes a unit's: a header with a
 // state dot, the agent, pauses and the last converge, then the conditions and
 // components as tables and the latest events as journal lines. Fields the

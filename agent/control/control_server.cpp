@@ -283,9 +283,10 @@ void ControlServer::acceptAll() {
     }
     if (connections_.size() >= options_.maxConnections) {
       // Answered at once, without reading: the client may try again shortly.
+      const size_t busy = connections_.size();
       const std::string line =
-          dumpLine(errorResponse("the agent is busy with " + std::to_string(connections_.size()) +
-                                 " other requests; try again"));
+          dumpLine(errorResponse("the agent is busy with " + std::to_string(busy) + " other " +
+                                 (busy == 1 ? "request" : "requests") + "; try again"));
       (void)!::send(fd.get(), line.data(), line.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
       continue;
     }

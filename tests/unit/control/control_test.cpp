@@ -330,7 +330,7 @@ TEST_F(ControlServerTest, ConnectionsPastTheBoundAreToldTheAgentIsBusy) {
   ASSERT_TRUE(loop_->runUntil([&] { return server_->connections() == 1; }).isOk());
   auto result = call({{"command", "status"}});
   ASSERT_FALSE(result.isOk());
-  EXPECT_EQ(result.status().message(), "the agent is busy with 1 other requests; try again");
+  EXPECT_EQ(result.status().message(), "the agent is busy with 1 other request; try again");
   EXPECT_EQ(handler_.statusCalls, 0);
 }
 

@@ -317,7 +317,7 @@ BusSystemdManager::~BusSystemdManager() {
   jobs_.clear();
   watches_.clear();
   jobRemovedSlot_.reset();
-  unitNewSlot_.reset();
+  ownerSlot_.reset();
   disconnectedSlot_.reset();
 }
 
@@ -336,7 +336,7 @@ core::Status BusSystemdManager::connectBus() {
       watch->typeReadAt = {};
     }
     jobRemovedSlot_.reset();
-    unitNewSlot_.reset();
+    ownerSlot_.reset();
     disconnectedSlot_.reset();
     bus_.reset();
   };
@@ -387,13 +387,20 @@ core::Status BusSystemdManager::connectBus() {
     return core::Status::fromErrno(r, "watch systemd's JobRemoved signal");
   }
   jobRemovedSlot_.reset(slot);
-  r = sd_bus_match_signal(bus_.get(), &slot, sender, kManagerPath, kManagerInterface, "UnitNew",
-                          &BusSystemdManager::onUnitNew, this);
-  if (r < 0) {
-    disconnect();
-    return core::Status::fromErrno(r, "watch systemd's UnitNew signal");
+  if (!direct_) {
+    // Through the bus daemon the connection outlives systemd re-executing, but
+    // what happened while systemd was off the bus went unsignalled.
+    r = sd_bus_add_match(bus_.get(), &slot,
+                         "type='signal',sender='org.freedesktop.DBus',path='/org/freedesktop/DBus',"
+                         "interface='org.freedesktop.DBus',member='NameOwnerChanged',"
+                         "arg0='org.freedesktop.systemd1'",
+                         &BusSystemdManager::onSystemdOwner, this);
+    if (r < 0) {
+      disconnect();
+      return core::Status::fromErrno(r, "watch for systemd re-executing");
+    }
+    ownerSlot_.reset(slot);
   }
-  unitNewSlot_.reset(slot);
   // Reconnects as soon as the connection drops, rather than at the next call.
   r = sd_bus_match_signal(bus_.get(), &slot, nullptr, kLocalPath, kLocalInterface, "Disconnected",
                           &BusSystemdManager::onDisconnected, this);
@@ -687,9 +694,10 @@ core::Result<UnitActivity> BusSystemdManager::watchUnit(const std::string& unit,
   const std::string what = "watch " + unit;
   const std::string path = unitObjectPath(unit);
   if (path.empty()) return core::Status::invalidArgument(what + ": cannot encode the unit name");
-  auto fail = [this, &unit, &what](const core::Status& status) {
+  // The errors name the unit already.
+  auto fail = [this, &unit](const core::Status& status) {
     watches_.erase(unit);
-    return status.withContext(what);
+    return core::Result<UnitActivity>(status);
   };
   std::unique_ptr<Watch>& owned = watches_[unit];
   if (!owned) {
@@ -701,20 +709,20 @@ core::Result<UnitActivity> BusSystemdManager::watchUnit(const std::string& unit,
   }
   // Kept in the map from here on: a reconnect inside a call renews its match.
   Watch& watch = *owned;
-  if (core::Status s = ensureConnected(); !s) return core::Result<UnitActivity>(fail(s));
+  if (core::Status s = ensureConnected(); !s) return fail(s.withContext(what));
   if (!watch.match) {
-    if (core::Status s = matchWatch(watch); !s) return core::Result<UnitActivity>(fail(s));
+    if (core::Status s = matchWatch(watch); !s) return fail(s);
   }
   std::string id;
   core::Result<UnitActivity> activity = readWatch(watch, id);
-  if (!activity) return core::Result<UnitActivity>(fail(activity.status()));
+  if (!activity) return fail(activity.status());
   // systemd signals an alias's changes on the object path of the unit's Id.
   if (!id.empty() && unitObjectPath(id) != watch.path) {
     watch.path = unitObjectPath(id);
     watch.match.reset();
-    if (core::Status s = matchWatch(watch); !s) return core::Result<UnitActivity>(fail(s));
+    if (core::Status s = matchWatch(watch); !s) return fail(s);
     activity = readWatch(watch, id);
-    if (!activity) return core::Result<UnitActivity>(fail(activity.status()));
+    if (!activity) return fail(activity.status());
   }
   // Reads in flight were sent earlier and answer with older values.
   watch.unitRead.reset();
@@ -727,6 +735,12 @@ core::Result<UnitActivity> BusSystemdManager::watchUnit(const std::string& unit,
 
 void BusSystemdManager::unwatchUnit(const std::string& unit) { watches_.erase(unit); }
 
+// The match outlives the unit: systemd unloads an inactive unit nobody
+// references, and signals on the same path once it loads it again. Its first
+// change after loading goes out as UnitNew rather than PropertiesChanged, but
+// that change is only the job that made someone load it being queued: the job
+// runs in a later iteration, and what it does arrives as PropertiesChanged.
+// (Reading the unit on UnitNew would loop, as the read loads it again.)
 core::Status BusSystemdManager::matchWatch(Watch& watch) {
   sd_bus_slot* slot = nullptr;
   int r = sd_bus_match_signal(bus_.get(), &slot, direct_ ? nullptr : kDestination,
@@ -832,16 +846,16 @@ int BusSystemdManager::onPropertiesChanged(sd_bus_message* signal, void* userdat
   return 0;
 }
 
-int BusSystemdManager::onUnitNew(sd_bus_message* signal, void* userdata, sd_bus_error*) {
+int BusSystemdManager::onSystemdOwner(sd_bus_message* signal, void* userdata, sd_bus_error*) {
   auto& self = *static_cast<BusSystemdManager*>(userdata);
-  if (self.watches_.empty()) return 0;
-  const char *id = nullptr, *path = nullptr;
-  if (sd_bus_message_read(signal, "so", &id, &path) < 0) return 0;
-  // systemd loaded a watched unit again after unloading it (an inactive unit
-  // nobody references). It announces a loaded unit's first change with
-  // UnitNew alone, so that change has to be read.
+  const char *name = nullptr, *oldOwner = nullptr, *newOwner = nullptr;
+  if (sd_bus_message_read(signal, "sss", &name, &oldOwner, &newOwner) < 0) return 0;
+  if (std::string_view(newOwner).empty()) return 0;
+  // systemd keeps its subscribers across a re-exec; subscribing again is
+  // harmless if it did (it answers "already subscribed"), and needed if not.
+  (void)sd_bus_call_method_async(self.bus_.get(), nullptr, kDestination, kManagerPath,
+                                 kManagerInterface, "Subscribe", nullptr, nullptr, "");
   for (auto& [unit, watch] : self.watches_) {
-    if (watch->path != path) continue;
     self.readAsync(*watch, /*unitInterface=*/true);
     self.readAsync(*watch, /*unitInterface=*/false);
   }

@@ -103,7 +103,7 @@ class BusSystemdManager final : public SystemdManager {
   static int onPropertiesChanged(sd_bus_message* signal, void* userdata, sd_bus_error* error);
   static int onUnitRead(sd_bus_message* reply, void* userdata, sd_bus_error* error);
   static int onTypeRead(sd_bus_message* reply, void* userdata, sd_bus_error* error);
-  static int onUnitNew(sd_bus_message* signal, void* userdata, sd_bus_error* error);
+  static int onSystemdOwner(sd_bus_message* signal, void* userdata, sd_bus_error* error);
   void onRead(sd_bus_message* reply, Watch& watch, bool unitInterface);
 
   core::Loop& loop_;
@@ -116,7 +116,7 @@ class BusSystemdManager final : public SystemdManager {
   BusPtr bus_;
   bool direct_ = false;  // connected to systemd itself, not through a bus daemon
   SlotPtr jobRemovedSlot_;
-  SlotPtr unitNewSlot_;
+  SlotPtr ownerSlot_;  // on the system bus: systemd taking its name again after re-executing
   SlotPtr disconnectedSlot_;
   core::EventSource deferred_;
   bool reconnectPending_ = false;

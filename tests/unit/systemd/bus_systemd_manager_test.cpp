@@ -162,15 +162,6 @@ class SystemdPeer {
     std::lock_guard lock(mutex_);
     beforeNextRead_ = {unit, changed};
   }
-  void emitUnitNew(const std::string& unit) {
-    onPeer([&] {
-      const std::string path = unitPath(unit);
-      for (auto& connection : connections_) {
-        sd_bus_emit_signal(connection.bus.get(), "/org/freedesktop/systemd1", kManagerInterface,
-                           "UnitNew", "so", unit.c_str(), path.c_str());
-      }
-    });
-  }
 
   std::vector<std::string> calls() const {
     std::lock_guard lock(mutex_);
@@ -840,17 +831,6 @@ TEST_F(BusSystemdManagerTest, AFailedReconnectIsRetriedWhileUnitsAreWatched) {
   EXPECT_EQ(peer_.accepted(), 2);
   runUntil([&] { return !heard->empty(); });
   EXPECT_EQ(heard->front().activeState, "inactive");
-}
-
-TEST_F(BusSystemdManagerTest, AReloadedUnitIsReadAgain) {
-  peer_.setUnit("a.service", {.activeState = "inactive", .subState = "dead"});
-  auto heard = watch("a.service");
-  // systemd unloaded the inactive unit, then loaded and started it: its first
-  // change after loading goes out as UnitNew only.
-  peer_.setUnit("a.service", kRunning);
-  peer_.emitUnitNew("a.service");
-  runUntil([&] { return !heard->empty(); });
-  EXPECT_EQ(heard->front(), kRunningActivity);
 }
 
 TEST_F(BusSystemdManagerTest, AnAliasIsFollowedOnTheObjectPathOfTheUnitItNames) {

@@ -23,8 +23,10 @@ namespace nodewarden::systemd {
 // end went with the connection.
 //
 // Watched units are followed through PropertiesChanged signals on their object
-// paths; after a reconnect their matches are renewed and their activity read
-// again, and while units are watched a failed reconnect is retried on the clock.
+// paths. systemd sends a pair for each change, the type's properties then the
+// Unit's, and the callback hears of the change at the second. After a
+// reconnect the matches are renewed and the activity read again; while units
+// are watched, a failed reconnect is retried on the clock.
 //
 // Use it from the loop thread only. Synchronous calls, and reconnecting, block
 // the loop for at most 25 s (60 s for a daemon-reload). Destroying the manager

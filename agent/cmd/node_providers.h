@@ -27,6 +27,9 @@ class NodeProviders final {
   ~NodeProviders();
 
   converge::Providers providers() const;
+  // For the probes: the same HTTP client and process runner.
+  core::HttpClient& http() const { return *http_; }
+  core::ProcessRunner& processes() const { return *processes_; }
 
  private:
   NodeProviders() = default;

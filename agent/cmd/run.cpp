@@ -5,12 +5,16 @@
 #include "agent/cmd/arguments.h"
 #include "agent/cmd/commands.h"
 #include "agent/cmd/node_providers.h"
+#include "agent/control/control_server.h"
 #include "agent/core/log.h"
 #include "agent/core/loop.h"
 #include "agent/daemon/agent_config.h"
 #include "agent/daemon/daemon.h"
 #include "agent/daemon/file_watcher.h"
 #include "agent/daemon/service_notifier.h"
+#include "agent/heal/kernel_log.h"
+#include "agent/heal/node_prober.h"
+#include "agent/metrics/metrics.h"
 #include "agent/systemd/bus_systemd_manager.h"
 
 namespace nodewarden::cmd {
@@ -76,12 +80,43 @@ int run(int argc, char** argv) {
     return kExitInvalid;
   }
 
+  std::unique_ptr<metrics::Metrics> metrics = metrics::Metrics::disabled();
+  if (config->metrics.enabled) {
+    auto served = metrics::Metrics::serve(config->metrics.address);
+    if (!served) {
+      NW_LOG(log, critical, "Failed to serve metrics: {}", served.status().message());
+      return kExitInvalid;
+    }
+    metrics = std::move(*served);
+    NW_LOG(log, info, "Serving metrics at http://{}/metrics", metrics->address());
+  }
+  heal::NodeProber prober(**loop, clock, (*node)->http(), (*node)->processes());
+
   daemon::SdServiceNotifier notifier;
   daemon::InotifyFileWatcher watcher(**loop);
   daemon::Daemon agent(clock, **systemd, notifier, watcher,
                        {.config = std::move(*config),
                         .stateDirectory = std::move(*stateDir),
-                        .providers = (*node)->providers()});
+                        .providers = (*node)->providers(),
+                        .prober = &prober,
+                        .metrics = metrics.get()});
+  // Processes of managed units killed by the OOM killer, from the kernel's
+  // messages in the journal (a container may have none).
+  auto kernelLog = heal::KernelLog::open(
+      **loop, [&agent](const heal::OomKill& kill) { agent.oomKilled(kill.unit, kill.describe()); });
+  if (!kernelLog) {
+    NW_LOG(log, warn,
+           "Failed to follow the kernel's messages: {}; OOM kills are seen only "
+           "through units' results",
+           kernelLog.status().message());
+  }
+  auto control = control::ControlServer::start(**loop, clock, agent, {});
+  if (!control) {
+    NW_LOG(log, err,
+           "Failed to open the control socket: {}; status, pause and resume "
+           "are unavailable",
+           control.status().message());
+  }
   auto hangup = (*loop)->addSignal(SIGHUP, [&] {
     NW_LOG(log, info, "Reloading configuration from {}", configPath);
     auto reread = daemon::loadAgentConfig(configPath);

@@ -1,13 +1,23 @@
 #include "agent/daemon/daemon.h"
 
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "agent/core/atomic_file.h"
 #include "agent/core/duration.h"
 #include "agent/core/log.h"
 #include "agent/daemon/file_watcher.h"
 #include "agent/daemon/service_notifier.h"
+#include "agent/heal/disk_pressure.h"
+#include "agent/heal/probe.h"
+#include "agent/metrics/metrics.h"
 #include "agent/state/loader.h"
 
 namespace nodewarden::daemon {
@@ -25,12 +35,21 @@ std::string clockTime(core::WallTime time) {
   return text;
 }
 
+heal::RestartPolicy::Options policyOptions(const HealingConfig& healing) {
+  return {.backoffCap = healing.restartBackoffCap,
+          .crashLoopRestarts = healing.crashLoopRestarts,
+          .crashLoopWindow = healing.crashLoopWindow,
+          .backoffResetAfter = healing.backoffResetAfter};
+}
+
 }  // namespace
 
 Daemon::Daemon(core::Clock& clock, systemd::SystemdManager& systemd, ServiceNotifier& notifier,
                FileWatcher& watcher, Options options)
     : clock_(clock),
       notifier_(notifier),
+      metrics_(options.metrics),
+      started_(clock.wallNow()),
       watcher_(watcher),
       planner_(systemd, std::move(options.root), options.providers),
       ledger_(options.stateDirectory + "/" + kRestartLedgerName),
@@ -40,7 +59,33 @@ Daemon::Daemon(core::Clock& clock, systemd::SystemdManager& systemd, ServiceNoti
       lockPath_(options.stateDirectory + "/" + kConvergeLockName),
       intervalTimer_(clock.createTimer([this] { requestConverge("drift check"); })),
       settleTimer_(clock.createTimer([this] { requestConverge("state file changed"); })),
-      lockRetryTimer_(clock.createTimer([this] { requestConverge("retry"); })) {}
+      lockRetryTimer_(clock.createTimer([this] { requestConverge("retry"); })),
+      board_(clock, options.stateDirectory + "/" + kHealthName),
+      pausePath_(options.stateDirectory + "/" + kPauseName),
+      pauses_(clock, pausePath_),
+      healer_(clock, systemd, board_, options.prober, policyOptions(config_.healing),
+              {.paused = [this](const std::string& unit) { return pauses_.paused(unit); },
+               .restarted =
+                   [this](const std::string& unit, const std::string& reason) {
+                     if (metrics_ != nullptr) metrics_->unitRestarted(unit, reason);
+                   },
+               .probed =
+                   [this](const std::string& unit, const heal::ProbeResult& result) {
+                     if (metrics_ != nullptr)
+                       metrics_->probeResult(unit, result.ok, result.duration);
+                   },
+               .oomKilled = [this](const std::string& unit,
+                                   const std::string& detail) { oomKilled(unit, detail); }}),
+      oom_(clock, board_) {
+  if (options.providers.processes != nullptr) {
+    disk_ =
+        std::make_unique<heal::DiskPressureMonitor>(clock, *options.providers.processes, board_);
+  }
+  board_.addListener([this](const heal::Condition& c) {
+    if (metrics_ != nullptr) metrics_->condition(c.subject, c.type, c.status);
+  });
+  pauses_.addListener([this] { pausesChanged(); });
+}
 
 // The watcher's callback points here; it must not outlive the daemon.
 Daemon::~Daemon() {
@@ -49,6 +94,27 @@ Daemon::~Daemon() {
 }
 
 void Daemon::start() {
+  if (core::Status s = board_.load(); !s) {
+    NW_LOG(kLog, warn, "Failed to read the conditions and events: {}, starting afresh",
+           s.message());
+  }
+  if (core::Status s = pauses_.load(); !s) {
+    // Not ignored: enforcing what an operator paused would fight them. The
+    // unreadable file is kept aside for them to look at.
+    const std::string path = pausePath_;
+    const std::string aside = path + ".unreadable";
+    NW_LOG(kLog, err, "Failed to read the pauses ({}); kept as {}, pausing the node until resumed",
+           s.message(), aside);
+    if (std::rename(path.c_str(), aside.c_str()) < 0) {
+      NW_LOG(kLog, err, "Failed to move {} aside: {}", path, std::strerror(errno));
+    }
+    if (core::Status p =
+            pauses_.pause(std::nullopt, "the saved pauses could not be read", std::nullopt);
+        !p) {
+      NW_LOG(kLog, err, "Failed to pause the node: {}", p.message());
+    }
+  }
+  pausesChanged();
   loadLastApplied();
   NW_LOG(kLog, info, "Enforcing {}, checking for drift every {}", config_.stateFile,
          core::formatDuration(config_.driftCheckInterval));
@@ -62,6 +128,10 @@ void Daemon::reload(AgentConfig config) {
   if (config.jobTimeout != config_.jobTimeout) {
     NW_LOG(kLog, warn, "jobTimeout changes take effect when the agent restarts");
   }
+  if (config.metrics != config_.metrics) {
+    NW_LOG(kLog, warn, "metrics changes take effect when the agent restarts");
+  }
+  healer_.setOptions(policyOptions(config.healing));
   config_ = std::move(config);
   requestConverge("reload");
 }
@@ -183,6 +253,12 @@ void Daemon::planAndApply(const v1::NodeState& target, std::set<std::string> owe
       NW_LOG(kLog, err, "Enforcing the last good state");
       return planAndApply(*lastGood_, owed, /*mayFallBack=*/false);
     }
+    configureHealing(target);
+    if (pauses_.nodePaused()) {
+      // Observed and reported, not applied.
+      return finished(converge::dryRunReport(*plan));
+    }
+    applyPaused(*plan);
     // Ready once the first plan's jobs are queued, not done: a managed unit
     // ordered after the agent waits for the agent's own start.
     executor_.apply(
@@ -197,7 +273,10 @@ void Daemon::finished(const std::optional<converge::Report>& report) {
   converging_ = false;
   if (report) {
     record(*report);
-    if (candidate_ && candidateText_ != lastGoodText_) saveLastApplied();
+    if (!report->dryRun && candidate_ && candidateText_ != lastGoodText_) saveLastApplied();
+  } else {
+    lastResult_ = rejected_.empty() ? "failed" : "rejected";
+    lastCheckTime_ = clock_.wallNow();
   }
   notify();
   lock_.reset();
@@ -210,6 +289,26 @@ void Daemon::finished(const std::optional<converge::Report>& report) {
 }
 
 void Daemon::record(const converge::Report& report) {
+  lastReport_ = report;
+  lastCheckTime_ = clock_.wallNow();
+  if (report.dryRun) {
+    // The node is paused: what would change, and nothing else.
+    lastResult_ = "paused";
+    lastCheck_ = clockTime(clock_.wallNow());
+    size_t held = 0;
+    for (const auto& change : report.changes) {
+      if (change.outcome == converge::Change::Outcome::kNotApplicable) continue;
+      ++held;
+      NW_LOG(kLog, info, "{}: {} held back while paused{}", change.resource, change.action,
+             change.detail.empty() ? "" : " (" + change.detail + ")");
+    }
+    NW_LOG(kLog, info, "Paused: {} changes held back", held);
+    return;
+  }
+  lastResult_ = !rejected_.empty() ? "rejected" : report.failed() > 0 ? "failed" : "ok";
+  if (metrics_ != nullptr) {
+    metrics_->converged(report.duration, report.failed() == 0, report.changed(), report.failed());
+  }
   for (const auto& change : report.changes) {
     if (change.outcome == converge::Change::Outcome::kNotApplicable) {
       NW_LOG(kLog, debug, "{}: not applicable: {}", change.resource, change.error);
@@ -255,6 +354,15 @@ void Daemon::saveLastApplied() {
 
 void Daemon::notify() {
   std::vector<std::string> parts;
+  if (const auto& node = pauses_.node()) {
+    std::string paused = "Paused (" + node->reason + ")";
+    if (node->until) paused += " until " + heal::formatTime(*node->until);
+    parts.push_back(paused);
+  } else if (!pauses_.units().empty()) {
+    std::string units;
+    for (const auto& [unit, pause] : pauses_.units()) units += (units.empty() ? "" : ", ") + unit;
+    parts.push_back("Paused for " + units);
+  }
   if (!rejected_.empty()) {
     parts.push_back("State rejected (" + rejected_ + ")");
   }
@@ -273,6 +381,14 @@ void Daemon::notify() {
   if (!lastCheck_.empty()) {
     parts.push_back(lastDrift_.empty() ? "no drift found" : "last drift " + lastDrift_);
   }
+  // While a converge runs, it is bringing units up.
+  if (const size_t unhealthy = healer_.unhealthyCount(); unhealthy > 0 && !executor_.busy()) {
+    parts.push_back(std::to_string(unhealthy) + " unit" + (unhealthy == 1 ? "" : "s") +
+                    " not healthy");
+  }
+  if (board_.holds(heal::kNodeSubject, heal::condition::kDiskPressure)) {
+    parts.push_back("disk pressure");
+  }
   std::string status;
   for (const auto& part : parts) status += (status.empty() ? "" : "; ") + part;
   if (!ready_) {
@@ -281,6 +397,119 @@ void Daemon::notify() {
   } else {
     notifier_.status(status);
   }
+}
+
+void Daemon::configureHealing(const v1::NodeState& target) {
+  std::vector<heal::ManagedUnit> running;
+  std::set<std::string> names;
+  for (const v1::Unit& unit : target.units()) {
+    if (unit.state() != v1::UNIT_STATE_RUNNING) continue;
+    running.push_back({.name = unit.name(), .probe = heal::probeFor(unit)});
+    names.insert(unit.name());
+  }
+  for (const std::string& name : lastUnits_) {
+    if (!names.contains(name) && metrics_ != nullptr) metrics_->forgetUnit(name);
+  }
+  lastUnits_ = names;
+  healer_.setUnits(running);
+  oom_.setUnits(names);
+  oom_.configure(target.remediations().oom_kills());
+  if (disk_) disk_->configure(target.remediations().disk_pressure());
+}
+
+void Daemon::applyPaused(converge::Plan& plan) {
+  if (pauses_.units().empty()) return;
+  std::erase_if(plan.jobs, [&](const converge::Job& job) {
+    auto it = pauses_.units().find(job.unit);
+    if (it == pauses_.units().end()) return false;
+    converge::Change& change = plan.changes[job.change];
+    change.outcome = converge::Change::Outcome::kNotApplicable;
+    change.error = "enforcement is paused for " + job.unit + " (" + it->second.reason + ")";
+    return true;
+  });
+}
+
+void Daemon::pausesChanged() {
+  const bool paused = pauses_.nodePaused();
+  board_.set(heal::kNodeSubject, heal::condition::kPaused, paused || !pauses_.units().empty(),
+             paused                    ? "PausedByOperator"
+             : pauses_.units().empty() ? "Enforcing"
+                                       : "UnitsPaused",
+             paused ? pauses_.node()->reason : "");
+  if (metrics_ != nullptr) metrics_->paused(paused);
+  if (ready_) notify();
+  healer_.resumed();
+  if (wasPaused_ && !paused) requestConverge("resumed");
+  wasPaused_ = paused;
+}
+
+core::Result<nlohmann::json> Daemon::pause(const control::PauseRequest& request) {
+  const std::string what = request.unit ? *request.unit : "the node";
+  if (core::Status s = pauses_.pause(request.unit, request.reason, request.duration); !s) return s;
+  board_.record(request.unit ? *request.unit : heal::kNodeSubject, "Paused",
+                "enforcement and healing of " + what + " paused" +
+                    (request.duration ? " for " + core::formatDuration(*request.duration) : "") +
+                    ": " + request.reason);
+  return nlohmann::json{{"paused", pauses_.toJson()}};
+}
+
+core::Result<nlohmann::json> Daemon::resume(const std::optional<std::string>& unit) {
+  auto resumed = pauses_.resume(unit);
+  if (!resumed) return resumed.status();
+  if (*resumed) {
+    board_.record(
+        unit ? *unit : heal::kNodeSubject, "Resumed",
+        "enforcement and healing of " + (unit ? *unit : std::string("the node")) + " resumed");
+    // A unit resumed alone: its jobs were held back from the plans.
+    if (unit) requestConverge("resumed " + *unit);
+  }
+  return nlohmann::json{{"resumed", *resumed}, {"paused", pauses_.toJson()}};
+}
+
+void Daemon::oomKilled(const std::string& unit, const std::string& detail) {
+  oom_.oomKilled(unit, detail);
+}
+
+nlohmann::json Daemon::status() {
+  nlohmann::json converge = {
+      {"lastCheck",
+       lastCheckTime_ ? nlohmann::json(heal::formatTime(*lastCheckTime_)) : nlohmann::json()},
+      {"result", executor_.busy() ? "applying" : lastResult_}};
+  if (lastReport_) {
+    converge["changed"] = lastReport_->dryRun ? 0 : lastReport_->changed();
+    converge["failed"] = lastReport_->failed();
+    converge["durationMs"] =
+        std::chrono::duration_cast<std::chrono::milliseconds>(lastReport_->duration).count();
+  }
+  std::string message;
+  if (!rejected_.empty()) message = "state rejected: " + rejected_;
+  if (!planError_.empty()) message = "cannot apply the state: " + planError_;
+  if (message.empty() && lastFailures_ > 0) message = firstFailure_;
+  if (!message.empty()) converge["message"] = message;
+
+  nlohmann::json document = board_.toJson();
+  document["agent"] = {{"version", NODEWARDEN_VERSION},
+                       {"pid", static_cast<int64_t>(getpid())},
+                       {"since", heal::formatTime(started_)}};
+  document["paused"] = pauses_.toJson();
+  document["converge"] = std::move(converge);
+  document["components"] = healer_.componentsJson();
+  if (disk_) {
+    const heal::DiskPressureStatus disk = disk_->status();
+    if (disk.enabled) {
+      nlohmann::json mounts = nlohmann::json::array();
+      for (const auto& m : disk.mounts) {
+        mounts.push_back({{"mount", m.mount},
+                          {"percent", m.percent ? nlohmann::json(*m.percent) : nlohmann::json()},
+                          {"error", m.error}});
+      }
+      document["disk"] = {
+          {"mounts", std::move(mounts)},
+          {"lastCleanup", disk.lastCleanup ? nlohmann::json(heal::formatTime(*disk.lastCleanup))
+                                           : nlohmann::json()}};
+    }
+  }
+  return document;
 }
 
 }  // namespace nodewarden::daemon

@@ -5,17 +5,31 @@
 #include <set>
 #include <string>
 
+#include <nlohmann/json_fwd.hpp>
+
+#include "agent/control/control_server.h"
 #include "agent/converge/executor.h"
 #include "agent/converge/planner.h"
 #include "agent/converge/restart_ledger.h"
 #include "agent/core/clock.h"
 #include "agent/core/file_lock.h"
 #include "agent/daemon/agent_config.h"
+#include "agent/heal/healer.h"
+#include "agent/heal/health.h"
+#include "agent/heal/oom_monitor.h"
+#include "agent/heal/pause.h"
 #include "nodewarden/v1/state.pb.h"
 
 namespace nodewarden::systemd {
 class SystemdManager;
 }
+namespace nodewarden::metrics {
+class Metrics;
+}
+namespace nodewarden::heal {
+class DiskPressureMonitor;
+class Prober;
+}  // namespace nodewarden::heal
 
 namespace nodewarden::daemon {
 
@@ -31,11 +45,18 @@ inline constexpr core::Duration kLockRetryDelay = std::chrono::seconds(1);
 // file is rejected.
 inline constexpr char kLastAppliedName[] = "last-applied.yaml";
 
+// In the state directory: the conditions and events, and the operator's pauses.
+inline constexpr char kHealthName[] = "health.json";
+inline constexpr char kPauseName[] = "pause.json";
+
 // Keeps the node in the state of its local state file: converges at start,
 // when the state file changes, on reload and at every drift-check interval,
-// one converge at a time. Owns nothing it can share with another thread:
-// everything runs on the loop.
-class Daemon final {
+// one converge at a time; between converges the healer keeps the state's
+// running units running and the remediations watch the node. An operator's
+// pause holds back every change (node-wide) or those to one unit, while the
+// daemon still observes and reports. Owns nothing it can share with another
+// thread: everything runs on the loop.
+class Daemon final : public control::ControlHandler {
  public:
   struct Options {
     AgentConfig config;
@@ -46,11 +67,15 @@ class Daemon final {
     // The package manager, artifact store and process runner; each may be
     // null when the node has none (a state that needs it is then refused).
     converge::Providers providers;
+    // Runs the units' probes; null: no probes.
+    heal::Prober* prober = nullptr;
+    // Null: no metrics.
+    metrics::Metrics* metrics = nullptr;
   };
 
   Daemon(core::Clock& clock, systemd::SystemdManager& systemd, ServiceNotifier& notifier,
          FileWatcher& watcher, Options options);
-  ~Daemon();
+  ~Daemon() override;
 
   // Loads the last applied state and starts the first converge.
   void start();
@@ -61,6 +86,16 @@ class Daemon final {
   // Converges now, or right after the converge in progress.
   void requestConverge(std::string reason);
 
+  // The operator's commands, from the control socket: what `nodewarden-agent
+  // status` shows (see control/control_server.h), pause and resume.
+  nlohmann::json status() override;
+  core::Result<nlohmann::json> pause(const control::PauseRequest& request) override;
+  core::Result<nlohmann::json> resume(const std::optional<std::string>& unit) override;
+  // The kernel's OOM killer killed a process of `unit`.
+  void oomKilled(const std::string& unit, const std::string& detail);
+
+  const heal::HealthBoard& health() const { return board_; }
+
  private:
   void loadLastApplied();
   const v1::NodeState* chooseState();
@@ -70,9 +105,16 @@ class Daemon final {
   void record(const converge::Report& report);
   void saveLastApplied();
   void notify();
+  // Hands the healer and the remediations what `target` asks of them.
+  void configureHealing(const v1::NodeState& target);
+  // Holds back what the operator paused: the whole plan, or a unit's jobs.
+  void applyPaused(converge::Plan& plan);
+  void pausesChanged();
 
   core::Clock& clock_;
   ServiceNotifier& notifier_;
+  metrics::Metrics* metrics_;
+  const core::WallTime started_;
   FileWatcher& watcher_;
   converge::Planner planner_;
   converge::RestartLedger ledger_;
@@ -84,6 +126,14 @@ class Daemon final {
   std::unique_ptr<core::Timer> settleTimer_;
   std::unique_ptr<core::Timer> lockRetryTimer_;
   std::optional<core::FileLock> lock_;
+
+  heal::HealthBoard board_;
+  const std::string pausePath_;
+  heal::PauseStore pauses_;
+  bool wasPaused_ = false;
+  heal::Healer healer_;
+  heal::OomMonitor oom_;
+  std::unique_ptr<heal::DiskPressureMonitor> disk_;
 
   std::optional<v1::NodeState> lastGood_;
   std::string lastGoodText_;
@@ -99,6 +149,10 @@ class Daemon final {
   std::string lastDrift_;
   std::string firstFailure_;
   size_t lastFailures_ = 0;
+  std::optional<converge::Report> lastReport_;
+  std::string lastResult_ = "pending";
+  std::optional<core::WallTime> lastCheckTime_;
+  std::set<std::string> lastUnits_;  // the running units of the last state configured
   // Callbacks that outlive the daemon find it gone.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

@@ -19,6 +19,7 @@ PACKAGES = (
     # nodewarden-agent's runtime libraries, so a binary built on the host runs inside
     "libsystemd0", "libcurl4", "libssl3", "libprotobuf32", "libgrpc++1.51", "libgrpc29",
     "libspdlog1.10", "libfmt9", "libyaml-0-2",
+    "libprometheus-cpp-core1.0", "libprometheus-cpp-pull1.0", "libcivetweb1",
 )
 # Units that fail or stall in a container and have nothing to do with what is tested.
 MASKED_UNITS = (

@@ -249,7 +249,7 @@ TEST(LoaderTest, CollectsEveryErrorInOnePass) {
                           "node.yaml:12:14: units[0].enabled: yes is not a boolean; write true "
                           "or false (YAML 1.2: yes, no, on and off are strings)",
                           "node.yaml:13:5: units[0].extra: unknown field; expected one of: name, "
-                          "content, dropIns, enabled, state, restartOn"));
+                          "content, dropIns, enabled, state, restartOn, probe"));
 }
 
 TEST(LoaderTest, OneofMembersAreExclusive) {

@@ -242,6 +242,22 @@ class Node:
     def systemctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return self.run(["systemctl", *args], check=check)
 
+    def unit_cgroup(self, unit: str) -> Path:
+        """A unit's cgroup directory as the host sees it, for measuring from the host.
+
+        The node's PID 1 sits in init.scope at the top of the node's cgroup tree.
+        """
+        line = Path(f"/proc/{self.leader}/cgroup").read_text().splitlines()[0]
+        root = Path("/sys/fs/cgroup" + line.split(":", 2)[2]).parent
+        return root / "system.slice" / unit
+
+    def unit_host_pids(self, unit: str) -> list[int]:
+        """The unit's processes by their host PIDs; [] when it has none."""
+        try:
+            return [int(pid) for pid in (self.unit_cgroup(unit) / "cgroup.procs").read_text().split()]
+        except FileNotFoundError:
+            return []
+
     def unit_property(self, unit: str, prop: str) -> str:
         return self.systemctl("show", "--property", prop, "--value", unit).stdout.strip()
 

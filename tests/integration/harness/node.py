@@ -245,11 +245,15 @@ class Node:
     def unit_cgroup(self, unit: str) -> Path:
         """A unit's cgroup directory as the host sees it, for measuring from the host.
 
-        The node's PID 1 sits in init.scope at the top of the node's cgroup tree.
+        The node's PID 1 sits in init.scope at the top of the node's tree in the
+        unified (cgroup v2) hierarchy, which a hybrid host mounts at unified/.
         """
-        line = Path(f"/proc/{self.leader}/cgroup").read_text().splitlines()[0]
-        root = Path("/sys/fs/cgroup" + line.split(":", 2)[2]).parent
-        return root / "system.slice" / unit
+        lines = Path(f"/proc/{self.leader}/cgroup").read_text().splitlines()
+        path = next(line[3:] for line in lines if line.startswith("0::"))
+        mount = Path("/sys/fs/cgroup/unified")
+        if not (mount / "cgroup.procs").exists():
+            mount = Path("/sys/fs/cgroup")
+        return (mount / path.lstrip("/")).parent / "system.slice" / unit
 
     def unit_host_pids(self, unit: str) -> list[int]:
         """The unit's processes by their host PIDs; [] when it has none."""

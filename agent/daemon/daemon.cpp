@@ -308,6 +308,13 @@ void Daemon::record(const converge::Report& report) {
   lastResult_ = !rejected_.empty() ? "rejected" : report.failed() > 0 ? "failed" : "ok";
   if (metrics_ != nullptr) {
     metrics_->converged(report.duration, report.failed() == 0, report.changed(), report.failed());
+    constexpr std::string_view kUnitPrefix = "unit ";
+    for (const auto& change : report.changes) {
+      if (change.action == "restart" && change.outcome == converge::Change::Outcome::kApplied &&
+          change.resource.starts_with(kUnitPrefix)) {
+        metrics_->unitRestarted(change.resource.substr(kUnitPrefix.size()), "converge");
+      }
+    }
   }
   for (const auto& change : report.changes) {
     if (change.outcome == converge::Change::Outcome::kNotApplicable) {

@@ -29,6 +29,17 @@ nlohmann::json eventJson(const Event& e) {
 
 }  // namespace
 
+core::Result<nlohmann::json> readJsonObject(const std::string& path, size_t maxBytes) {
+  auto text = core::readFile(path, maxBytes);
+  if (!text) {
+    if (text.status().code() == core::Status::Code::kNotFound) return nlohmann::json();
+    return text.status();
+  }
+  auto document = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  if (!document.is_object()) return core::Status::invalidArgument(path + ": not a JSON object");
+  return document;
+}
+
 std::string formatTime(core::WallTime time) {
   const std::time_t t = std::chrono::system_clock::to_time_t(time);
   std::tm tm;
@@ -62,13 +73,10 @@ HealthBoard::~HealthBoard() { (void)flush(); }
 
 core::Status HealthBoard::load() {
   if (path_.empty()) return core::Status::ok();
-  auto text = core::readFile(path_, kMaxFileBytes);
-  if (!text) {
-    if (text.status().code() == core::Status::Code::kNotFound) return core::Status::ok();
-    return text.status();
-  }
-  const auto document = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
-  if (!document.is_object()) return core::Status::invalidArgument(path_ + ": not a JSON object");
+  auto read = readJsonObject(path_, kMaxFileBytes);
+  if (!read) return read.status();
+  if (read->is_null()) return core::Status::ok();
+  const nlohmann::json& document = *read;
   std::map<std::pair<std::string, std::string>, Condition> conditions;
   std::deque<Event> events;
   auto timeOf = [](const nlohmann::json& value) -> core::WallTime {

@@ -112,6 +112,10 @@ class HealthBoard final {
   bool dirty_ = false;
 };
 
+// The JSON object in a file the agent keeps (at most maxBytes); null when
+// the file does not exist, an error when it cannot be read or holds no object.
+core::Result<nlohmann::json> readJsonObject(const std::string& path, size_t maxBytes);
+
 // RFC 3339 UTC with seconds: "2026-11-22T09:14:03Z".
 std::string formatTime(core::WallTime time);
 // The inverse of formatTime().

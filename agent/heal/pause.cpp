@@ -96,13 +96,10 @@ PauseStore::~PauseStore() = default;
 
 core::Status PauseStore::load() {
   if (path_.empty()) return core::Status::ok();
-  auto text = core::readFile(path_, kMaxFileBytes);
-  if (!text) {
-    if (text.status().code() == core::Status::Code::kNotFound) return core::Status::ok();
-    return text.status();
-  }
-  const auto document = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
-  if (!document.is_object()) return core::Status::invalidArgument(path_ + ": not a JSON object");
+  auto read = readJsonObject(path_, kMaxFileBytes);
+  if (!read) return read.status();
+  if (read->is_null()) return core::Status::ok();
+  const nlohmann::json& document = *read;
   const core::WallTime now = clock_.wallNow();
   std::optional<Pause> node;
   std::map<std::string, Pause> units;

@@ -50,7 +50,11 @@ struct Healer::Unit {
   bool downHandled = false;
   // Left down, or its probe failure left alone, while paused: resumed() repairs it.
   bool owedRepair = false;
-  bool jobInFlight = false;  // a restart of ours is queued
+  // A restart of ours is queued: how it ends, not the signals meanwhile,
+  // tells whether the unit is down again.
+  bool jobInFlight = false;
+  std::unique_ptr<core::Timer> watchRetryTimer;
+  bool watchFailedBefore = false;  // warned once, then quiet until it works
   std::unique_ptr<core::Timer> backoffTimer;
   std::optional<core::WallTime> nextRestart;
   // What the backoff timer does when it fires.
@@ -90,11 +94,13 @@ const Healer::Unit* Healer::find(const std::string& name) const {
 void Healer::setUnits(const std::vector<ManagedUnit>& units) {
   std::map<std::string, const ManagedUnit*> wanted;
   for (const ManagedUnit& unit : units) wanted[unit.name] = &unit;
+  bool kubeletWaits = false;
   for (auto it = units_.begin(); it != units_.end();) {
     if (wanted.contains(it->first)) {
       ++it;
       continue;
     }
+    kubeletWaits |= it->second->restartKubeletAfter;
     if (it->second->watching) systemd_.unwatchUnit(it->first);
     board_.removeSubject(it->first);
     policy_.forget(it->first);
@@ -115,6 +121,13 @@ void Healer::setUnits(const std::vector<ManagedUnit>& units) {
       slot->crashLoopTimer = clock_.createTimer([this, name] {
         if (Unit* unit = find(name)) checkCrashLoop(*unit);
       });
+      slot->watchRetryTimer = clock_.createTimer([this, name] {
+        if (Unit* unit = find(name); unit != nullptr && !unit->watching) watch(*unit, true);
+      });
+      // What an earlier agent saw (read back from disk) no longer holds:
+      // this one knows of no restarts of the unit.
+      board_.set(name, condition::kCrashLooping, false, "RestartsWithinLimit",
+                 "0 restarts within " + core::formatDuration(policy_.options().crashLoopWindow));
     }
     Unit& unit = *slot;
     if (unit.probeSpec != managed->probe) {
@@ -129,30 +142,47 @@ void Healer::setUnits(const std::vector<ManagedUnit>& units) {
             [this, name](const ProbeResult& result) {
               if (hooks_.probed) hooks_.probed(name, result);
             });
+        // A new probe has no verdict yet, whatever an earlier one said.
+        board_.set(name, condition::kProbeFailing, false, "NotProbedYet", "");
         if (unit.watching && unit.activity.activeState == "active") unit.probe->unitStarted();
       } else {
         board_.set(name, condition::kProbeFailing, false, "NoProbe", "");
       }
     }
-    if (!unit.watching) watch(unit);
+    if (!unit.watching) watch(unit, /*retry=*/false);
   }
+  if (kubeletWaits) restartKubelet();
 }
 
-void Healer::watch(Unit& unit) {
+void Healer::watch(Unit& unit, bool retry) {
   auto now = systemd_.watchUnit(
       unit.name, [this](const std::string& name, const systemd::UnitActivity& activity) {
         onActivity(name, activity);
       });
   if (!now) {
-    NW_LOG(kLog, warn, "Failed to watch {}: {}; trying again at the next converge", unit.name,
-           now.status().message());
+    if (!std::exchange(unit.watchFailedBefore, true)) {
+      NW_LOG(kLog, warn, "Failed to watch {}: {}; trying again every {}", unit.name,
+             now.status().message(), core::formatDuration(kWatchRetryDelay));
+    }
+    board_.set(unit.name, condition::kHealthy, false, "NotWatched",
+               "cannot follow " + unit.name + ": " + now.status().message());
+    unit.watchRetryTimer->armIn(kWatchRetryDelay);
     return;
   }
+  if (unit.watchFailedBefore) NW_LOG(kLog, info, "Watching {} again", unit.name);
+  unit.watchFailedBefore = false;
+  unit.watchRetryTimer->cancel();
   unit.watching = true;
   unit.activity = *now;
-  // Not acted on: the converge engine brings the unit to its desired state.
-  unit.downHandled = !isUp(unit.activity);
   if (unit.probe && unit.activity.activeState == "active") unit.probe->unitStarted();
+  if (retry && isDown(unit.activity)) {
+    // Whatever the converge did about it is done, and it is down.
+    unit.downHandled = true;
+    wentDown(unit);
+  } else {
+    // Not acted on: the converge engine brings the unit to its desired state.
+    unit.downHandled = !isUp(unit.activity);
+  }
   updateHealthy(unit);
 }
 
@@ -175,13 +205,15 @@ void Healer::onActivity(const std::string& name, const systemd::UnitActivity& ac
   }
   if (isUp(activity)) {
     unit->downHandled = false;
-    if (unit->backoffTimer->armed() && unit->pendingKind == systemd::JobKind::kStart) {
-      // Someone else started it meanwhile.
+    // Someone else (an operator, the converge engine) started it meanwhile, or
+    // restarted it: a new process needs no restart for the old one's probe.
+    if (unit->backoffTimer->armed() && (unit->pendingKind == systemd::JobKind::kStart || started)) {
       unit->backoffTimer->cancel();
       unit->nextRestart.reset();
+      kubeletsTurn(*unit);
     }
     if (activity.activeState == "active") unit->owedRepair = false;
-  } else if (isDown(activity) && !unit->downHandled) {
+  } else if (isDown(activity) && !unit->downHandled && !unit->jobInFlight) {
     unit->downHandled = true;
     wentDown(*unit);
   }
@@ -217,6 +249,7 @@ void Healer::restartAfterBackoff(Unit& unit, systemd::JobKind kind, std::string 
 void Healer::restart(Unit& unit, systemd::JobKind kind, std::string reason) {
   if (paused(unit.name)) {
     unit.owedRepair = true;
+    kubeletsTurn(unit);
     return;
   }
   const std::string why = reason == "probe"        ? "failed its probe"
@@ -230,10 +263,9 @@ void Healer::restart(Unit& unit, systemd::JobKind kind, std::string reason) {
     }
   }
   unit.jobInFlight = true;
-  systemd_.runJob(kind, unit.name,
-                  [this, name = unit.name, reason, alive = alive_](core::Status result) {
-                    if (*alive) jobDone(name, reason, std::move(result));
-                  });
+  systemd_.runJob(kind, unit.name, [this, name = unit.name, alive = alive_](core::Status result) {
+    if (*alive) jobDone(name, std::move(result));
+  });
   // Bookkeeping once the job is on its way.
   policy_.restarted(unit.name);
   if (hooks_.restarted) hooks_.restarted(unit.name, reason);
@@ -246,22 +278,20 @@ void Healer::restart(Unit& unit, systemd::JobKind kind, std::string reason) {
   checkCrashLoop(unit);
 }
 
-void Healer::jobDone(const std::string& name, const std::string& reason, core::Status result) {
+void Healer::jobDone(const std::string& name, core::Status result) {
   Unit* unit = find(name);
   if (unit == nullptr) return;
   unit->jobInFlight = false;
-  if (!result) {
-    board_.record(name, "RestartFailed", result.message(), /*warning=*/true);
-    // A start that failed without the unit ever coming up sends no new change
-    // to act on: try again after the backoff.
-    if (isDown(unit->activity)) {
-      restartAfterBackoff(*unit, systemd::JobKind::kStart, reason);
-    }
+  if (!result) board_.record(name, "RestartFailed", result.message(), /*warning=*/true);
+  // The unit is down after our job, or will be once systemd says the job is
+  // gone (it does so in a signal after the job's end): the restart did not
+  // take, which is acted on like any failure. A job that failed without the
+  // unit ever coming up sends no other change to act on.
+  if (!isUp(unit->activity)) {
+    unit->downHandled = isDown(unit->activity);
+    if (unit->downHandled) wentDown(*unit);
   }
-  if (unit->restartKubeletAfter) {
-    unit->restartKubeletAfter = false;
-    if (Unit* kubelet = find(kKubelet)) restart(*kubelet, systemd::JobKind::kRestart, "probe");
-  }
+  kubeletsTurn(*unit);
   updateHealthy(*unit);
 }
 
@@ -288,16 +318,31 @@ void Healer::probeVerdict(const std::string& name, bool failing, const ProbeResu
   // own probe too, it is restarted first, and kubelet after it.
   if (name == kKubelet) {
     Unit* containerd = find(kContainerd);
-    if (containerd != nullptr && containerd->probe &&
-        (containerd->probe->failing() || containerd->jobInFlight) && !paused(kContainerd)) {
+    if (containerd != nullptr && containerd->probe && !paused(kContainerd) &&
+        (containerd->probe->failing() || containerd->jobInFlight ||
+         containerd->backoffTimer->armed())) {
       containerd->restartKubeletAfter = true;
-      if (!containerd->jobInFlight) {
-        restart(*containerd, systemd::JobKind::kRestart, "dependency");
-      }
+      // A restart of containerd already queued, or waiting out its backoff,
+      // serves: a second one would only kill it again.
+      restartAfterBackoff(*containerd, systemd::JobKind::kRestart, "dependency");
       return;
     }
   }
   restartAfterBackoff(*unit, systemd::JobKind::kRestart, "probe");
+}
+
+void Healer::kubeletsTurn(Unit& containerd) {
+  if (std::exchange(containerd.restartKubeletAfter, false)) restartKubelet();
+}
+
+void Healer::restartKubelet() {
+  Unit* kubelet = find(kKubelet);
+  if (kubelet == nullptr) return;
+  if (paused(kKubelet)) {
+    kubelet->owedRepair = true;
+    return;
+  }
+  restartAfterBackoff(*kubelet, systemd::JobKind::kRestart, "probe");
 }
 
 void Healer::checkCrashLoop(Unit& unit) {
@@ -327,6 +372,7 @@ void Healer::checkCrashLoop(Unit& unit) {
 }
 
 void Healer::updateHealthy(const Unit& unit) {
+  if (!unit.watching) return;  // NotWatched says why
   const systemd::UnitActivity& a = unit.activity;
   const bool probeFailing = unit.probe && unit.probe->failing();
   std::string reason;

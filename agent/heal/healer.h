@@ -34,12 +34,18 @@ struct ManagedUnit {
 // the watch begins is the converge engine's business, so a restart of the
 // agent leaves healthy units alone and never restarts a unit twice.
 //
+// A unit that cannot be watched (systemd busy re-executing, say) is tried
+// again every kWatchRetryDelay; once watched, a unit found down then is
+// repaired, since the converge that would have started it has run by then.
+//
 // Per component it keeps the conditions Healthy, ProbeFailing and
 // CrashLooping, and records an event for everything it does. While the node
 // or the unit is paused it still watches, probes and reports, and repairs
 // nothing; resumed() repairs what went wrong meanwhile.
 class Healer final {
  public:
+  static constexpr core::Duration kWatchRetryDelay = std::chrono::seconds(10);
+
   struct Hooks {
     // Whether enforcement is paused for the unit (node-wide or the unit alone).
     std::function<bool(const std::string& unit)> paused;
@@ -75,13 +81,17 @@ class Healer final {
 
  private:
   struct Unit;
-  void watch(Unit& unit);
+  // `retry`: the watch failed before, and the converge that followed is past.
+  void watch(Unit& unit, bool retry);
   void onActivity(const std::string& name, const systemd::UnitActivity& activity);
   void wentDown(Unit& unit);
   void restartAfterBackoff(Unit& unit, systemd::JobKind kind, std::string reason);
   void restart(Unit& unit, systemd::JobKind kind, std::string reason);
-  void jobDone(const std::string& name, const std::string& reason, core::Status result);
+  void jobDone(const std::string& name, core::Status result);
   void probeVerdict(const std::string& name, bool failing, const ProbeResult& last);
+  // containerd's restart that kubelet waited for is done, or will not happen.
+  void kubeletsTurn(Unit& containerd);
+  void restartKubelet();
   void checkCrashLoop(Unit& unit);
   void updateHealthy(const Unit& unit);
   bool paused(const std::string& name) const { return hooks_.paused && hooks_.paused(name); }

@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <deque>
 #include <set>
 
@@ -32,6 +33,20 @@ class ScriptedProber final : public Prober {
     auto done = std::move(pending_.front().second);
     pending_.pop_front();
     done({.ok = ok, .message = std::move(message), .duration = 1ms});
+  }
+  // Answers every check in flight whose target contains `target`.
+  void answerAll(const std::string& target, bool ok, std::string message = "") {
+    std::deque<std::pair<std::string, Callback>> others;
+    std::vector<Callback> chosen;
+    for (auto& [what, done] : pending_) {
+      if (what.find(target) != std::string::npos) {
+        chosen.push_back(std::move(done));
+      } else {
+        others.emplace_back(what, std::move(done));
+      }
+    }
+    pending_ = std::move(others);
+    for (auto& done : chosen) done({.ok = ok, .message = message, .duration = 1ms});
   }
 
  private:
@@ -78,6 +93,11 @@ class HealerTest : public ::testing::Test {
 
   bool conditionHolds(const std::string& subject, const std::string& type) const {
     return board_.holds(subject, type);
+  }
+
+  size_t count(const std::string& change) const {
+    const auto changes = systemd_.changes();
+    return static_cast<size_t>(std::count(changes.begin(), changes.end(), change));
   }
 
   static ProbeSpec httpProbe(const std::string& url) {
@@ -297,6 +317,159 @@ TEST_F(HealerTest, KubeletFailingWithContainerdRestartsContainerdFirst) {
   systemd_.completeJobs();
   changes = systemd_.changes();
   EXPECT_EQ(changes.back(), "restart kubelet.service");
+}
+
+TEST_F(HealerTest, ARestartSeenRunningTwiceIsOneRestart) {
+  healer().setUnits({{.name = kUnit}});
+  crash(kUnit);
+  // systemd repeats a failure with other fields changed.
+  systemd_.setActivity(
+      kUnit, {.activeState = "failed", .subState = "failed", .result = "signal", .restarts = 1});
+  // The start as systemd signals it: its job clears only in a later signal,
+  // after the job's end.
+  systemd_.setActivity(
+      kUnit,
+      {.activeState = "activating", .subState = "start", .mainPid = 4242, .jobPending = true});
+  systemd_.setActivity(
+      kUnit, {.activeState = "active", .subState = "running", .mainPid = 4242, .jobPending = true});
+  systemd_.completeJobs();
+  systemd_.setActivity(kUnit, {.activeState = "active", .subState = "running", .mainPid = 4242});
+
+  EXPECT_THAT(restarts_, ElementsAre("worker.service failed"));
+  EXPECT_EQ(count("start worker.service"), 1u);
+  EXPECT_TRUE(conditionHolds(kUnit, condition::kHealthy));
+}
+
+TEST_F(HealerTest, AStartRefusedBeforeTheUnitComesUpIsRetriedOnceItsJobIsGone) {
+  healer({.jitter = 0}).setUnits({{.name = kUnit}});
+  crash(kUnit);
+  ASSERT_THAT(restarts_, ElementsAre("worker.service failed"));
+  // A dependency failed: the unit never comes up, and systemd clears its Job
+  // in a signal after the job's end.
+  systemd_.failCall("start worker.service",
+                    core::Status::failedPrecondition(
+                        "start worker.service: job failed because a dependency failed"));
+  systemd_.setActivity(kUnit, {.activeState = "inactive", .subState = "dead", .jobPending = true});
+  systemd_.completeJobs();
+  systemd_.clearFailures();
+  systemd_.setActivity(kUnit, {.activeState = "inactive", .subState = "dead"});
+
+  EXPECT_THAT(eventReasons(kUnit), ElementsAre("Restarted", "RestartFailed", "BackOff"));
+  clock_.advance(1s);
+  EXPECT_EQ(restarts_.size(), 2u);
+  systemd_.completeJobs();
+  EXPECT_EQ(systemd_.unit(kUnit).activeState, "active");
+}
+
+TEST_F(HealerTest, AProbeRestartWaitingOutItsBackoffIsDroppedWhenTheUnitGetsANewProcess) {
+  healer({.jitter = 0}).setUnits({{.name = kUnit, .probe = httpProbe("http://127.0.0.1:1/h")}});
+  for (int round = 0; round < 2; ++round) {
+    // Three failures in a row: restarted at once the first time, after 1 s the next.
+    for (int i = 0; i < 3; ++i) {
+      clock_.advance(i == 0 ? 0s : 10s);
+      prober_.answer(false, "HTTP 500");
+    }
+    systemd_.completeJobs();
+  }
+  ASSERT_EQ(restarts_.size(), 1u);
+  ASSERT_EQ(eventReasons(kUnit).back(), "BackOff");
+
+  // An operator restarts it meanwhile.
+  systemd_.setActivity(kUnit, {.activeState = "active", .subState = "running", .mainPid = 4242});
+  clock_.advance(5s);
+
+  EXPECT_EQ(restarts_.size(), 1u) << "restarted a process that had just started";
+}
+
+TEST_F(HealerTest, KubeletWaitsForContainerdsRestartInItsBackoffRatherThanRestartingItTwice) {
+  healer({.backoffBase = 1min, .jitter = 0})
+      .setUnits(
+          {{.name = "containerd.service", .probe = httpProbe("http://127.0.0.1:1/containerd")},
+           {.name = "kubelet.service", .probe = httpProbe("http://127.0.0.1:1/kubelet")}});
+  // containerd fails its probe from the start and is restarted at once (t=20s).
+  for (int t = 0; t <= 20; t += 10) {
+    clock_.advance(t == 0 ? 0s : 10s);
+    prober_.answerAll("containerd", false, "connection refused");
+    prober_.answerAll("kubelet", true);
+  }
+  ASSERT_EQ(count("restart containerd.service"), 1u);
+  systemd_.completeJobs();
+  // It keeps failing: its next restart waits 1 min (t=40s → 100s). kubelet
+  // fails meanwhile, its third time at t=50s.
+  clock_.advance(0s);
+  prober_.answerAll("containerd", false, "connection refused");
+  for (int t = 30; t <= 50; t += 10) {
+    clock_.advance(10s);
+    prober_.answerAll("containerd", false, "connection refused");
+    prober_.answerAll("kubelet", false, "HTTP 503");
+  }
+  EXPECT_EQ(count("restart containerd.service"), 1u) << "containerd restarted during its backoff";
+  EXPECT_EQ(count("restart kubelet.service"), 0u) << "kubelet restarted before containerd";
+
+  clock_.advance(50s);
+  EXPECT_EQ(count("restart containerd.service"), 2u);
+  EXPECT_EQ(count("restart kubelet.service"), 0u);
+  systemd_.completeJobs();
+  EXPECT_EQ(count("restart containerd.service"), 2u);
+  EXPECT_EQ(count("restart kubelet.service"), 1u);
+}
+
+TEST_F(HealerTest, ConditionsReadBackFromAnEarlierAgentAreRenewed) {
+  // As health.json holds them from before the agent restarted.
+  board_.set(kUnit, condition::kCrashLooping, true, "RestartedTooOften", "5 restarts within 10m");
+  board_.set(kUnit, condition::kProbeFailing, true, "ProbeFailed", "HTTP 500");
+
+  healer().setUnits({{.name = kUnit, .probe = httpProbe("http://127.0.0.1:8080/healthz")}});
+  EXPECT_FALSE(conditionHolds(kUnit, condition::kCrashLooping))
+      << "no restart is known to this agent, and none would end the condition";
+  clock_.advance(0s);
+  prober_.answer(true);
+
+  EXPECT_FALSE(conditionHolds(kUnit, condition::kProbeFailing));
+  EXPECT_TRUE(conditionHolds(kUnit, condition::kHealthy));
+  EXPECT_THAT(eventReasons(kUnit), IsEmpty());
+}
+
+TEST_F(HealerTest, AUnitThatCannotBeWatchedIsTriedAgainAndRepairedOnceWatched) {
+  systemd_.failCall("watch worker.service",
+                    core::Status::internal("watch worker.service: Connection refused"));
+  healer().setUnits({{.name = kUnit}});
+  EXPECT_FALSE(systemd_.watched(kUnit));
+  const Condition* healthy = board_.get(kUnit, condition::kHealthy);
+  ASSERT_NE(healthy, nullptr);
+  EXPECT_FALSE(healthy->status);
+  EXPECT_EQ(healthy->reason, "NotWatched");
+  EXPECT_THAT(healthy->message, ::testing::HasSubstr("Connection refused"));
+
+  crash(kUnit);  // unheard
+  systemd_.clearFailures();
+  clock_.advance(Healer::kWatchRetryDelay - 1ns);
+  EXPECT_FALSE(systemd_.watched(kUnit));
+  EXPECT_THAT(systemd_.changes(), IsEmpty());
+
+  clock_.advance(1ns);
+  EXPECT_TRUE(systemd_.watched(kUnit));
+  EXPECT_THAT(systemd_.changes(),
+              ElementsAre("reset-failed worker.service", "start worker.service"));
+}
+
+TEST_F(HealerTest, ARestartDueWhilePausedIsOwedUntilResumed) {
+  healer({.jitter = 0}).setUnits({{.name = kUnit}});
+  crash(kUnit);
+  systemd_.completeJobs();
+  crash(kUnit);  // restart in 1 s
+  paused_.insert(kUnit);
+  clock_.advance(1s);
+  EXPECT_EQ(restarts_.size(), 1u);
+
+  healer_->resumed();  // something else resumed: the unit is still paused
+  EXPECT_EQ(restarts_.size(), 1u);
+  paused_.clear();
+  healer_->resumed();
+  clock_.advance(1min);
+  EXPECT_EQ(restarts_.size(), 2u);
+  systemd_.completeJobs();
+  EXPECT_EQ(systemd_.unit(kUnit).activeState, "active");
 }
 
 TEST_F(HealerTest, SystemdReportingAnOomKillIsPassedOn) {

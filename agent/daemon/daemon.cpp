@@ -35,6 +35,11 @@ std::string clockTime(core::WallTime time) {
   return text;
 }
 
+std::string heldBackText(size_t held) {
+  if (held == 0) return "Nothing held back";
+  return std::to_string(held) + (held == 1 ? " change" : " changes") + " held back";
+}
+
 heal::RestartPolicy::Options policyOptions(const HealingConfig& healing) {
   return {.backoffCap = healing.restartBackoffCap,
           .crashLoopRestarts = healing.crashLoopRestarts,
@@ -53,7 +58,9 @@ Daemon::Daemon(core::Clock& clock, systemd::SystemdManager& systemd, ServiceNoti
       watcher_(watcher),
       planner_(systemd, std::move(options.root), options.providers),
       ledger_(options.stateDirectory + "/" + kRestartLedgerName),
-      executor_(systemd, clock, &ledger_),
+      // Without the ledger: the daemon keeps it, with the restarts a unit's
+      // pause holds back, which the executor never sees.
+      executor_(systemd, clock),
       config_(std::move(options.config)),
       lastAppliedPath_(options.stateDirectory + "/" + kLastAppliedName),
       lockPath_(options.stateDirectory + "/" + kConvergeLockName),
@@ -97,6 +104,12 @@ void Daemon::start() {
   if (core::Status s = board_.load(); !s) {
     NW_LOG(kLog, warn, "Failed to read the conditions and events: {}, starting afresh",
            s.message());
+  }
+  // The listener hears of changes only.
+  if (metrics_ != nullptr) {
+    for (const heal::Condition& c : board_.conditions()) {
+      metrics_->condition(c.subject, c.type, c.status);
+    }
   }
   if (core::Status s = pauses_.load(); !s) {
     // Not ignored: enforcing what an operator paused would fight them. The
@@ -255,18 +268,53 @@ void Daemon::planAndApply(const v1::NodeState& target, std::set<std::string> owe
     }
     configureHealing(target);
     if (pauses_.nodePaused()) {
-      // Observed and reported, not applied.
+      // Observed and reported, not applied; what an earlier run owes stays owed.
       return finished(converge::dryRunReport(*plan));
     }
-    applyPaused(*plan);
-    // Ready once the first plan's jobs are queued, not done: a managed unit
-    // ordered after the agent waits for the agent's own start.
-    executor_.apply(
-        std::move(*plan), [this](converge::Report report) { finished(report); },
-        [this] {
-          if (!ready_) notify();
-        });
+    std::set<std::string> held = applyPaused(*plan);
+    apply(std::move(*plan), std::move(held));
   });
+}
+
+void Daemon::apply(converge::Plan plan, std::set<std::string> held) {
+  using Outcome = converge::Change::Outcome;
+  std::set<std::string> owed = held;
+  std::vector<std::pair<size_t, std::string>> restarts;  // change, unit
+  for (const converge::Job& job : plan.jobs) {
+    if (job.kind != systemd::JobKind::kRestart) continue;
+    owed.insert(job.unit);
+    restarts.emplace_back(job.change, job.unit);
+  }
+  // Recorded before the first change: without it a kill half-way could lose
+  // a restart for good, so it is better to change nothing.
+  if (core::Status s = owed.empty() ? core::Status::ok() : ledger_.record(owed); !s) {
+    converge::Report report;
+    report.changes = std::move(plan.changes);
+    for (converge::Change& change : report.changes) {
+      if (change.outcome != Outcome::kPlanned) continue;
+      change.outcome = Outcome::kSkipped;
+      change.error = "skipped: " + s.message();
+    }
+    return finished(report);
+  }
+  // Ready once the first plan's jobs are queued, not done: a managed unit
+  // ordered after the agent waits for the agent's own start.
+  executor_.apply(
+      std::move(plan),
+      [this, held = std::move(held), restarts = std::move(restarts)](converge::Report report) {
+        std::set<std::string> stillOwed = held;
+        for (const auto& [change, unit] : restarts) {
+          if (report.changes[change].outcome != Outcome::kApplied) stillOwed.insert(unit);
+        }
+        if (core::Status s = ledger_.settle(stillOwed); !s) {
+          report.changes.push_back(
+              converge::Change{"restart ledger", "settle", "", Outcome::kFailed, s.message()});
+        }
+        finished(report);
+      },
+      [this] {
+        if (!ready_) notify();
+      });
 }
 
 void Daemon::finished(const std::optional<converge::Report>& report) {
@@ -293,18 +341,19 @@ void Daemon::record(const converge::Report& report) {
   lastCheckTime_ = clock_.wallNow();
   if (report.dryRun) {
     // The node is paused: what would change, and nothing else.
-    lastResult_ = "paused";
+    lastResult_ = !rejected_.empty() ? "rejected" : "paused";
     lastCheck_ = clockTime(clock_.wallNow());
-    size_t held = 0;
+    heldBack_ = 0;
     for (const auto& change : report.changes) {
       if (change.outcome == converge::Change::Outcome::kNotApplicable) continue;
-      ++held;
+      ++heldBack_;
       NW_LOG(kLog, info, "{}: {} held back while paused{}", change.resource, change.action,
              change.detail.empty() ? "" : " (" + change.detail + ")");
     }
-    NW_LOG(kLog, info, "Paused: {} changes held back", held);
+    NW_LOG(kLog, info, "Paused: {} changes held back", heldBack_);
     return;
   }
+  heldBack_ = 0;
   lastResult_ = !rejected_.empty() ? "rejected" : report.failed() > 0 ? "failed" : "ok";
   if (metrics_ != nullptr) {
     metrics_->converged(report.duration, report.failed() == 0, report.changed(), report.failed());
@@ -378,7 +427,9 @@ void Daemon::notify() {
     parts.push_back(lastGood_ ? "enforcing the last good state" : "nothing to enforce");
   }
   if (executor_.busy()) {
-    parts.push_back("Applying the first state");
+    parts.push_back(ready_ ? "Applying the state" : "Applying the first state");
+  } else if (lastReport_ && lastReport_->dryRun) {
+    parts.push_back(heldBackText(heldBack_) + ", checked " + lastCheck_);
   } else if (lastFailures_ > 0) {
     parts.push_back(std::to_string(lastFailures_) + " failed at " + lastCheck_ + ": " +
                     firstFailure_);
@@ -419,21 +470,34 @@ void Daemon::configureHealing(const v1::NodeState& target) {
   }
   lastUnits_ = names;
   healer_.setUnits(running);
+  // Units read back from disk that the state no longer runs.
+  std::set<std::string> stale;
+  for (const heal::Condition& c : board_.conditions()) {
+    if (c.subject != heal::kNodeSubject && !names.contains(c.subject)) stale.insert(c.subject);
+  }
+  for (const std::string& subject : stale) {
+    board_.removeSubject(subject);
+    if (metrics_ != nullptr) metrics_->forgetUnit(subject);
+  }
   oom_.setUnits(names);
   oom_.configure(target.remediations().oom_kills());
   if (disk_) disk_->configure(target.remediations().disk_pressure());
 }
 
-void Daemon::applyPaused(converge::Plan& plan) {
-  if (pauses_.units().empty()) return;
+std::set<std::string> Daemon::applyPaused(converge::Plan& plan) {
+  std::set<std::string> held;
+  if (pauses_.units().empty()) return held;
   std::erase_if(plan.jobs, [&](const converge::Job& job) {
     auto it = pauses_.units().find(job.unit);
     if (it == pauses_.units().end()) return false;
     converge::Change& change = plan.changes[job.change];
     change.outcome = converge::Change::Outcome::kNotApplicable;
     change.error = "enforcement is paused for " + job.unit + " (" + it->second.reason + ")";
+    // Its files may have changed in this run: the restart stays owed.
+    if (job.kind == systemd::JobKind::kRestart) held.insert(job.unit);
     return true;
   });
+  return held;
 }
 
 void Daemon::pausesChanged() {
@@ -444,10 +508,29 @@ void Daemon::pausesChanged() {
                                        : "UnitsPaused",
              paused ? pauses_.node()->reason : "");
   if (metrics_ != nullptr) metrics_->paused(paused);
+
+  // Lifted by the operator, or ended on time.
+  const core::WallTime now = clock_.wallNow();
+  bool lifted = false;
+  auto resumed = [&](const std::string& subject, const std::string& what,
+                     const heal::Pause& pause) {
+    lifted = true;
+    const bool ended = pause.until && *pause.until <= now;
+    board_.record(subject, "Resumed",
+                  "enforcement and healing of " + what + " resumed" +
+                      (ended ? ": the pause ended (" + pause.reason + ")" : ""));
+  };
+  if (lastNodePause_ && !paused) resumed(heal::kNodeSubject, "the node", *lastNodePause_);
+  for (const auto& [unit, pause] : lastUnitPauses_) {
+    if (!pauses_.units().contains(unit)) resumed(unit, unit, pause);
+  }
+  lastNodePause_ = pauses_.node();
+  lastUnitPauses_ = pauses_.units();
+
   if (ready_) notify();
   healer_.resumed();
-  if (wasPaused_ && !paused) requestConverge("resumed");
-  wasPaused_ = paused;
+  // What the pause held back is applied now.
+  if (lifted) requestConverge("resumed");
 }
 
 core::Result<nlohmann::json> Daemon::pause(const control::PauseRequest& request) {
@@ -461,15 +544,9 @@ core::Result<nlohmann::json> Daemon::pause(const control::PauseRequest& request)
 }
 
 core::Result<nlohmann::json> Daemon::resume(const std::optional<std::string>& unit) {
+  // pausesChanged() records it, repairs and converges.
   auto resumed = pauses_.resume(unit);
   if (!resumed) return resumed.status();
-  if (*resumed) {
-    board_.record(
-        unit ? *unit : heal::kNodeSubject, "Resumed",
-        "enforcement and healing of " + (unit ? *unit : std::string("the node")) + " resumed");
-    // A unit resumed alone: its jobs were held back from the plans.
-    if (unit) requestConverge("resumed " + *unit);
-  }
   return nlohmann::json{{"resumed", *resumed}, {"paused", pauses_.toJson()}};
 }
 
@@ -485,13 +562,20 @@ nlohmann::json Daemon::status() {
   if (lastReport_) {
     converge["changed"] = lastReport_->dryRun ? 0 : lastReport_->changed();
     converge["failed"] = lastReport_->failed();
-    converge["durationMs"] =
-        std::chrono::duration_cast<std::chrono::milliseconds>(lastReport_->duration).count();
+    // A dry run applied nothing, and took no time worth showing.
+    if (!lastReport_->dryRun) {
+      converge["durationMs"] =
+          std::chrono::duration_cast<std::chrono::milliseconds>(lastReport_->duration).count();
+    }
   }
   std::string message;
   if (!rejected_.empty()) message = "state rejected: " + rejected_;
   if (!planError_.empty()) message = "cannot apply the state: " + planError_;
-  if (message.empty() && lastFailures_ > 0) message = firstFailure_;
+  if (message.empty() && lastReport_ && lastReport_->dryRun) {
+    message = heldBackText(heldBack_) + " while paused";
+  } else if (message.empty() && lastFailures_ > 0) {
+    message = firstFailure_;
+  }
   if (!message.empty()) converge["message"] = message;
 
   nlohmann::json document = board_.toJson();

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -101,14 +102,18 @@ class Daemon final : public control::ControlHandler {
   const v1::NodeState* chooseState();
   void converge(const std::string& reason);
   void planAndApply(const v1::NodeState& target, std::set<std::string> owed, bool mayFallBack);
+  // Applies the plan with its restarts kept owed on disk until they are done,
+  // and `held`, restarts a unit's pause holds back, owed after it too.
+  void apply(converge::Plan plan, std::set<std::string> held);
   void finished(const std::optional<converge::Report>& report);
   void record(const converge::Report& report);
   void saveLastApplied();
   void notify();
   // Hands the healer and the remediations what `target` asks of them.
   void configureHealing(const v1::NodeState& target);
-  // Holds back what the operator paused: the whole plan, or a unit's jobs.
-  void applyPaused(converge::Plan& plan);
+  // Holds back the jobs of the units the operator paused; returns the units
+  // whose restarts were held back.
+  std::set<std::string> applyPaused(converge::Plan& plan);
   void pausesChanged();
 
   core::Clock& clock_;
@@ -130,7 +135,9 @@ class Daemon final : public control::ControlHandler {
   heal::HealthBoard board_;
   const std::string pausePath_;
   heal::PauseStore pauses_;
-  bool wasPaused_ = false;
+  // The pauses as pausesChanged() last saw them, to tell which were lifted.
+  std::optional<heal::Pause> lastNodePause_;
+  std::map<std::string, heal::Pause> lastUnitPauses_;
   heal::Healer healer_;
   heal::OomMonitor oom_;
   std::unique_ptr<heal::DiskPressureMonitor> disk_;
@@ -149,6 +156,7 @@ class Daemon final : public control::ControlHandler {
   std::string lastDrift_;
   std::string firstFailure_;
   size_t lastFailures_ = 0;
+  size_t heldBack_ = 0;  // changes the last converge held back (node paused)
   std::optional<converge::Report> lastReport_;
   std::string lastResult_ = "pending";
   std::optional<core::WallTime> lastCheckTime_;

@@ -16,10 +16,13 @@
 #include <optional>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "agent/core/atomic_file.h"
 #include "agent/core/file_lock.h"
 #include "agent/core/simulated_clock.h"
 #include "agent/daemon/file_watcher.h"
+#include "agent/heal/health.h"
 #include "tests/fakes/fake_service_notifier.h"
 #include "tests/fakes/fake_systemd_manager.h"
 #include "tests/unit/converge/converge_test_support.h"
@@ -29,10 +32,13 @@ namespace {
 
 using namespace std::chrono_literals;
 using ::testing::AllOf;
+using ::testing::Contains;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::IsEmpty;
 using ::testing::MatchesRegex;
 using ::testing::Not;
+using ::testing::StartsWith;
 
 constexpr std::string_view kHeader = "apiVersion: nodewarden.io/v1\nkind: NodeState\n";
 constexpr std::string_view kGoodBody = R"(
@@ -67,6 +73,18 @@ units:
     content: "[Service]\nExecStart=/bin/sleep infinity\n"
     state: running
 )";
+// kGoodBody with worker.service's unit file changed: a running worker restarts.
+constexpr std::string_view kNewWorkerBody = R"(
+files:
+  - path: /srv/app/app.conf
+    content: "level = 3\n"
+    mode: "0640"
+units:
+  - name: worker.service
+    content: "[Service]\nExecStart=/bin/sleep 1000000\n"
+    state: running
+)";
+constexpr char kWorker[] = "worker.service";
 constexpr std::string_view kChecked = "[0-9][0-9]:[0-9][0-9]:[0-9][0-9]";
 
 // Watches nothing: tests call Daemon::stateFileChanged() themselves.
@@ -170,6 +188,28 @@ class DaemonTest : public ::testing::Test {
   // Converges finished so far: each ends with one STATUS= (the first READY=1
   // comes earlier, once its jobs are queued).
   size_t messages() const { return notifier_.messages().size(); }
+
+  void pause(std::optional<std::string> unit, std::optional<core::Duration> duration = {}) {
+    auto paused =
+        daemon_->pause({.reason = "maintenance", .duration = duration, .unit = std::move(unit)});
+    ASSERT_TRUE(paused) << paused.status().message();
+  }
+  void resume(std::optional<std::string> unit) {
+    auto resumed = daemon_->resume(unit);
+    ASSERT_TRUE(resumed) << resumed.status().message();
+    ASSERT_EQ((*resumed)["resumed"], true);
+  }
+  size_t count(const std::string& change) const {
+    const auto changes = fake_.changes();
+    return static_cast<size_t>(std::count(changes.begin(), changes.end(), change));
+  }
+  std::vector<std::string> eventMessages(const std::string& reason) const {
+    std::vector<std::string> messages;
+    for (const heal::Event& e : daemon_->health().events()) {
+      if (e.reason == reason) messages.push_back(e.subject + ": " + e.message);
+    }
+    return messages;
+  }
 
   const std::string directory_;
   const std::string root_;
@@ -394,6 +434,162 @@ TEST_F(DaemonTest, AReloadWithAnotherStateFileWatchesAndEnforcesIt) {
   EXPECT_EQ(watcher_.path(), other);
   EXPECT_EQ(read(nodePath("/srv/other.conf")), "x\n");
   EXPECT_THAT(notifier_.lastStatus(), Not(HasSubstr("rejected")));
+}
+
+TEST_F(DaemonTest, APausedNodeIsConvergedAsADryRunAndResumeAppliesIt) {
+  startConverged(kGoodBody);
+  pause(std::nullopt);
+  EXPECT_THAT(notifier_.lastStatus(), StartsWith("Paused (maintenance); "));
+  std::string changed(kGoodBody);
+  changed.replace(changed.find("level = 3"), 9, "level = 4");
+  fake_.clearCalls();
+
+  changeState(changed);
+
+  EXPECT_EQ(read(nodePath("/srv/app/app.conf")), "level = 3\n");
+  EXPECT_EQ(read(lastAppliedPath()), document(kGoodBody)) << "a state never applied was saved";
+  EXPECT_THAT(fake_.changes(), IsEmpty());
+  EXPECT_THAT(notifier_.lastStatus(),
+              AllOf(StartsWith("Paused (maintenance); 1 change held back, checked "),
+                    Not(HasSubstr("In desired state"))));
+  nlohmann::json status = daemon_->status();
+  EXPECT_EQ(status["converge"]["result"], "paused");
+  EXPECT_EQ(status["converge"]["changed"], 0);
+  EXPECT_EQ(status["converge"]["message"], "1 change held back while paused");
+  EXPECT_FALSE(status["converge"].contains("durationMs"));
+  EXPECT_EQ(status["paused"]["node"]["reason"], "maintenance");
+
+  resume(std::nullopt);
+  fake_.completeJobs();
+
+  EXPECT_EQ(read(nodePath("/srv/app/app.conf")), "level = 4\n");
+  EXPECT_EQ(read(lastAppliedPath()), document(changed));
+  EXPECT_THAT(notifier_.lastStatus(), StartsWith("In desired state, checked "));
+  EXPECT_EQ(daemon_->status()["converge"]["result"], "ok");
+  EXPECT_THAT(eventMessages("Resumed"),
+              ElementsAre("node: enforcement and healing of the node resumed"));
+}
+
+TEST_F(DaemonTest, AUnitThatFailsWhileTheNodeIsPausedIsLeftAloneAndRepairedOnResume) {
+  startConverged(kGoodBody);
+  pause(std::nullopt);
+  fake_.clearCalls();
+
+  fake_.setActivity(kWorker, {.activeState = "failed", .subState = "failed", .result = "signal"});
+  daemon_->requestConverge("drift check");
+  fake_.completeJobs();
+
+  EXPECT_THAT(fake_.changes(), IsEmpty());
+  EXPECT_EQ(fake_.unit(kWorker).activeState, "failed");
+  EXPECT_THAT(notifier_.lastStatus(),
+              AllOf(HasSubstr("1 change held back"), HasSubstr("1 unit not healthy")));
+
+  resume(std::nullopt);
+  fake_.completeJobs();
+
+  EXPECT_EQ(fake_.unit(kWorker).activeState, "active");
+  EXPECT_EQ(count("restart worker.service"), 0u);
+  EXPECT_THAT(fake_.changes(), Contains("start worker.service"));
+  EXPECT_THAT(notifier_.lastStatus(), Not(HasSubstr("not healthy")));
+}
+
+TEST_F(DaemonTest, AUnitPausedAloneHasItsJobsHeldBackWhileTheRestIsEnforced) {
+  startConverged(kGoodBody);
+  pause(kWorker);
+  EXPECT_THAT(notifier_.lastStatus(), StartsWith("Paused for worker.service; "));
+  fake_.clearCalls();
+
+  // An operator stops it, and a file drifts.
+  fake_.setActivity(kWorker, {.activeState = "inactive", .subState = "dead"});
+  std::filesystem::remove(nodePath("/srv/app/app.conf"));
+  daemon_->requestConverge("drift check");
+  fake_.completeJobs();
+
+  EXPECT_EQ(read(nodePath("/srv/app/app.conf")), "level = 3\n");
+  EXPECT_EQ(count("start worker.service"), 0u);
+  EXPECT_EQ(fake_.unit(kWorker).activeState, "inactive");
+  EXPECT_EQ(daemon_->status()["converge"]["failed"], 0);
+
+  resume(kWorker);
+  fake_.completeJobs();
+
+  EXPECT_EQ(fake_.unit(kWorker).activeState, "active");
+  EXPECT_THAT(notifier_.lastStatus(), StartsWith("In desired state"));
+  EXPECT_THAT(eventMessages("Resumed"),
+              ElementsAre("worker.service: enforcement and healing of worker.service resumed"));
+}
+
+TEST_F(DaemonTest, ARestartHeldBackForAPausedUnitIsOwedUntilItResumes) {
+  startConverged(kGoodBody);
+  pause(kWorker);
+  fake_.clearCalls();
+
+  changeState(kNewWorkerBody);  // its unit file is rewritten, its restart held back
+  fake_.completeJobs();
+  EXPECT_EQ(count("restart worker.service"), 0u);
+  daemon_->requestConverge("drift check");  // the file matches now
+  fake_.completeJobs();
+  EXPECT_EQ(count("restart worker.service"), 0u);
+
+  resume(kWorker);
+  fake_.completeJobs();
+
+  EXPECT_EQ(count("restart worker.service"), 1u) << "the worker still runs its old command";
+  daemon_->requestConverge("drift check");
+  fake_.completeJobs();
+  EXPECT_EQ(count("restart worker.service"), 1u);
+}
+
+TEST_F(DaemonTest, ARestartHeldBackForAPausedUnitSurvivesAnAgentRestart) {
+  startConverged(kGoodBody);
+  pause(kWorker);
+  changeState(kNewWorkerBody);
+  fake_.completeJobs();
+  daemon_.reset();
+  notifier_ = FakeServiceNotifier();
+  fake_.clearCalls();
+
+  start();
+  fake_.completeJobs();
+  EXPECT_EQ(count("restart worker.service"), 0u) << "the pause was not kept";
+  resume(kWorker);
+  fake_.completeJobs();
+
+  EXPECT_EQ(count("restart worker.service"), 1u);
+}
+
+TEST_F(DaemonTest, AUnitsPauseEndingOnTimeAppliesWhatItHeldBack) {
+  startConverged(kGoodBody);
+  pause(kWorker, 10min);
+  fake_.clearCalls();
+  changeState(kNewWorkerBody);
+  fake_.completeJobs();
+  ASSERT_EQ(count("restart worker.service"), 0u);
+
+  clock_.advance(10min);
+  fake_.completeJobs();
+
+  EXPECT_EQ(count("restart worker.service"), 1u);
+  EXPECT_THAT(notifier_.lastStatus(), Not(HasSubstr("Paused")));
+  EXPECT_THAT(eventMessages("Resumed"),
+              ElementsAre("worker.service: enforcement and healing of worker.service resumed: "
+                          "the pause ended (maintenance)"));
+}
+
+TEST_F(DaemonTest, ConditionsOfUnitsNoLongerInTheStateAreDropped) {
+  {
+    // As an agent that managed old.service left them.
+    heal::HealthBoard earlier(clock_, stateDirectory_ + "/" + kHealthName);
+    earlier.set("old.service", heal::condition::kHealthy, false, "Failed", "old.service failed");
+    earlier.set(kWorker, heal::condition::kCrashLooping, true, "RestartedTooOften", "");
+    ASSERT_TRUE(earlier.flush());
+  }
+  startConverged(kGoodBody);
+
+  const heal::HealthBoard& board = daemon_->health();
+  EXPECT_EQ(board.get("old.service", heal::condition::kHealthy), nullptr);
+  EXPECT_FALSE(board.holds(kWorker, heal::condition::kCrashLooping));
+  EXPECT_TRUE(board.holds(kWorker, heal::condition::kHealthy));
 }
 
 }  // namespace

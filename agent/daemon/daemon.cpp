@@ -90,6 +90,12 @@ Daemon::Daemon(core::Clock& clock, systemd::SystemdManager& systemd, ServiceNoti
   }
   board_.addListener([this](const heal::Condition& c) {
     if (metrics_ != nullptr) metrics_->condition(c.subject, c.type, c.status);
+    // STATUS= counts the units not healthy and tells of disk pressure: kept
+    // current between converges (each ends with its own).
+    if (ready_ && !converging_ &&
+        (c.type == heal::condition::kHealthy || c.type == heal::condition::kDiskPressure)) {
+      notify(/*unlessSame=*/true);
+    }
   });
   pauses_.addListener([this] { pausesChanged(); });
 }
@@ -361,7 +367,8 @@ void Daemon::record(const converge::Report& report) {
     for (const auto& change : report.changes) {
       if (change.action == "restart" && change.outcome == converge::Change::Outcome::kApplied &&
           change.resource.starts_with(kUnitPrefix)) {
-        metrics_->unitRestarted(change.resource.substr(kUnitPrefix.size()), "converge");
+        metrics_->unitRestarted(change.resource.substr(kUnitPrefix.size()),
+                                metrics::restart_reason::kConverge);
       }
     }
   }
@@ -408,7 +415,7 @@ void Daemon::saveLastApplied() {
   candidate_.reset();
 }
 
-void Daemon::notify() {
+void Daemon::notify(bool unlessSame) {
   std::vector<std::string> parts;
   if (const auto& node = pauses_.node()) {
     std::string paused = "Paused (" + node->reason + ")";
@@ -452,9 +459,10 @@ void Daemon::notify() {
   if (!ready_) {
     notifier_.ready(status);
     ready_ = true;
-  } else {
+  } else if (!unlessSame || status != lastStatus_) {
     notifier_.status(status);
   }
+  lastStatus_ = std::move(status);
 }
 
 void Daemon::configureHealing(const v1::NodeState& target) {

@@ -108,7 +108,9 @@ class Daemon final : public control::ControlHandler {
   void finished(const std::optional<converge::Report>& report);
   void record(const converge::Report& report);
   void saveLastApplied();
-  void notify();
+  // Sends STATUS= (READY=1 the first time); `unlessSame`: not when it says
+  // what the last one said.
+  void notify(bool unlessSame = false);
   // Hands the healer and the remediations what `target` asks of them.
   void configureHealing(const v1::NodeState& target);
   // Holds back the jobs of the units the operator paused; returns the units
@@ -159,6 +161,7 @@ class Daemon final : public control::ControlHandler {
   size_t heldBack_ = 0;  // changes the last converge held back (node paused)
   std::optional<converge::Report> lastReport_;
   std::string lastResult_ = "pending";
+  std::string lastStatus_;  // the last STATUS= sent
   std::optional<core::WallTime> lastCheckTime_;
   std::set<std::string> lastUnits_;  // the running units of the last state configured
   // Callbacks that outlive the daemon find it gone.

@@ -576,6 +576,19 @@ TEST_F(DaemonTest, AUnitsPauseEndingOnTimeAppliesWhatItHeldBack) {
                           "the pause ended (maintenance)"));
 }
 
+TEST_F(DaemonTest, StatusSaysWhenAUnitIsNotHealthyBetweenConverges) {
+  startConverged(kGoodBody);
+  ASSERT_THAT(notifier_.lastStatus(), Not(HasSubstr("not healthy")));
+
+  fake_.setActivity(kWorker, {.activeState = "failed", .subState = "failed", .result = "signal"});
+  EXPECT_THAT(notifier_.lastStatus(), HasSubstr("; 1 unit not healthy"));
+
+  fake_.completeJobs();  // the healer's start
+  EXPECT_EQ(fake_.unit(kWorker).activeState, "active");
+  EXPECT_THAT(notifier_.lastStatus(),
+              AllOf(StartsWith("In desired state, checked "), Not(HasSubstr("not healthy"))));
+}
+
 TEST_F(DaemonTest, ConditionsOfUnitsNoLongerInTheStateAreDropped) {
   {
     // As an agent that managed old.service left them.

@@ -589,6 +589,43 @@ TEST_F(DaemonTest, StatusSaysWhenAUnitIsNotHealthyBetweenConverges) {
               AllOf(StartsWith("In desired state, checked "), Not(HasSubstr("not healthy"))));
 }
 
+TEST_F(DaemonTest, AUnitTheNewStateStopsIsNotRestartedByAPendingBackoff) {
+  startConverged(kGoodBody);
+  fake_.setActivity(kWorker, {.activeState = "failed", .subState = "failed", .result = "signal"});
+  fake_.completeJobs();  // started again at once
+  fake_.setActivity(kWorker, {.activeState = "failed", .subState = "failed", .result = "signal"});
+  ASSERT_EQ(count("start worker.service"), 2u) << "the first converge's and the healer's";
+  std::string stopped(kGoodBody);
+  stopped.replace(stopped.find("state: running"), 14, "state: stopped");
+
+  changeState(stopped);  // while the next restart waits out its backoff
+  fake_.completeJobs();
+  clock_.advance(10min);
+  fake_.completeJobs();
+
+  EXPECT_EQ(count("start worker.service"), 2u);
+  EXPECT_EQ(fake_.unit(kWorker).activeState, "failed");
+  EXPECT_EQ(daemon_->health().get(kWorker, heal::condition::kHealthy), nullptr);
+}
+
+TEST_F(DaemonTest, ARestartOwedByAnInterruptedRunWaitsOutANodePause) {
+  startConverged(kGoodBody);
+  pause(std::nullopt);
+  // As a run killed before its restart left it.
+  ASSERT_TRUE(
+      converge::RestartLedger(stateDirectory_ + "/" + kRestartLedgerName).record({kWorker}));
+  fake_.clearCalls();
+
+  daemon_->requestConverge("drift check");
+  fake_.completeJobs();
+  EXPECT_THAT(fake_.changes(), IsEmpty());
+  EXPECT_THAT(notifier_.lastStatus(), HasSubstr("1 change held back"));
+
+  resume(std::nullopt);
+  fake_.completeJobs();
+  EXPECT_THAT(fake_.changes(), ElementsAre("restart worker.service"));
+}
+
 TEST_F(DaemonTest, ConditionsOfUnitsNoLongerInTheStateAreDropped) {
   {
     // As an agent that managed old.service left them.

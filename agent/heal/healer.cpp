@@ -28,6 +28,11 @@ bool isDown(const systemd::UnitActivity& a) {
          a.subState != "auto-restart";
 }
 
+// "1 restart", "3 restarts".
+std::string restartsText(uint32_t count) {
+  return std::to_string(count) + (count == 1 ? " restart" : " restarts");
+}
+
 }  // namespace
 
 std::string describeDown(const systemd::UnitActivity& activity) {
@@ -241,7 +246,7 @@ void Healer::restartAfterBackoff(Unit& unit, systemd::JobKind kind, std::string 
   unit.backoffTimer->armIn(delay);
   board_.record(unit.name, "BackOff",
                 "restarting " + unit.name + " in " + core::formatDuration(delay) + " after " +
-                    std::to_string(policy_.recentRestarts(unit.name)) + " restarts within " +
+                    restartsText(policy_.recentRestarts(unit.name)) + " within " +
                     core::formatDuration(policy_.options().crashLoopWindow),
                 /*warning=*/true);
 }
@@ -353,7 +358,7 @@ void Healer::checkCrashLoop(Unit& unit) {
   const bool was = before != nullptr && before->status;
   board_.set(unit.name, condition::kCrashLooping, looping,
              looping ? "RestartedTooOften" : "RestartsWithinLimit",
-             std::to_string(restarts) + " restarts within " + window);
+             restartsText(restarts) + " within " + window);
   if (looping && !was) {
     board_.record(unit.name, "CrashLooping",
                   unit.name + " restarted " + std::to_string(restarts) + " times within " + window +

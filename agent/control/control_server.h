@@ -37,7 +37,8 @@ inline constexpr char kDefaultSocketPath[] = "/run/nodewarden/agent.sock";
 //   {"agent": {"version": "0.1.0", "pid": 812, "since": "2026-11-22T07:00:00Z"},
 //    "paused": {"node": {"reason": "…", "since": "…", "until": "…"|null}|null,
 //               "units": {"kubelet.service": {"reason": …, "since": …, "until": …}}},
-//    "converge": {"lastCheck": "…"|null, "result": "ok"|"failed"|"rejected"|"pending",
+//    "converge": {"lastCheck": "…"|null,
+//                 "result": "ok"|"failed"|"rejected"|"pending"|"applying"|"paused",
 //                 "changed": 3, "failed": 0, "durationMs": 120, "message": "…"},
 //    "conditions": [{"subject": "node"|"kubelet.service", "type": "Healthy", "status": true,
 //                    "reason": "Running", "message": "…", "since": "…"}],
@@ -48,7 +49,9 @@ inline constexpr char kDefaultSocketPath[] = "/run/nodewarden/agent.sock";
 //                              "failing": false, "consecutiveFailures": 0,
 //                              "lastResult": "ok"|"<what failed>", "lastCheck": "…"}|null}],
 //    "events": [{"time": "…", "subject": "…", "reason": "Restarted", "message": "…",
-//                "type": "Normal"|"Warning"}]}
+//                "type": "Normal"|"Warning"}],
+//    "disk": {"mounts": [{"mount": "/", "percent": 41.5|null, "error": ""}],
+//             "lastCleanup": "…"|null}}   (only while diskPressure is configured)
 //
 // Times are RFC 3339 UTC (heal::formatTime); "paused" is heal::PauseStore::toJson(),
 // "conditions" and "events" are heal::HealthBoard::toJson()'s, oldest event first.

@@ -57,7 +57,7 @@ void Executor::apply(Plan plan, Done done, std::function<void()> jobsQueued) {
 
   auto& changes = run.plan.changes;
   if (ledger_) {
-    std::set<std::string> restarts;
+    std::set<std::string> restarts = run.plan.heldRestarts;
     for (const Job& job : run.plan.jobs) {
       if (job.kind == systemd::JobKind::kRestart) restarts.insert(job.unit);
     }
@@ -178,7 +178,7 @@ void Executor::finish() {
   std::unique_ptr<Run> run = std::move(running_);
   core::Status settled;
   if (ledger_ && !run->keepLedger) {
-    std::set<std::string> stillOwed;
+    std::set<std::string> stillOwed = run->plan.heldRestarts;
     for (const Job& job : run->plan.jobs) {
       if (job.kind == systemd::JobKind::kRestart &&
           run->plan.changes[job.change].outcome != Change::Outcome::kApplied) {

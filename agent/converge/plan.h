@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <functional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -60,6 +61,9 @@ struct Plan {
   std::vector<Change> changes;
   std::vector<Step> steps;
   std::vector<Job> jobs;
+  // Restarts the plan holds back (a paused unit's): they stay owed in the
+  // restart ledger after the run, for a later one to do.
+  std::set<std::string> heldRestarts;
 
   // No change to make; changes the node cannot have don't count.
   bool empty() const;

@@ -58,9 +58,7 @@ Daemon::Daemon(core::Clock& clock, systemd::SystemdManager& systemd, ServiceNoti
       watcher_(watcher),
       planner_(systemd, std::move(options.root), options.providers),
       ledger_(options.stateDirectory + "/" + kRestartLedgerName),
-      // Without the ledger: the daemon keeps it, with the restarts a unit's
-      // pause holds back, which the executor never sees.
-      executor_(systemd, clock),
+      executor_(systemd, clock, &ledger_),
       config_(std::move(options.config)),
       lastAppliedPath_(options.stateDirectory + "/" + kLastAppliedName),
       lockPath_(options.stateDirectory + "/" + kConvergeLockName),
@@ -277,50 +275,15 @@ void Daemon::planAndApply(const v1::NodeState& target, std::set<std::string> owe
       // Observed and reported, not applied; what an earlier run owes stays owed.
       return finished(converge::dryRunReport(*plan));
     }
-    std::set<std::string> held = applyPaused(*plan);
-    apply(std::move(*plan), std::move(held));
+    applyPaused(*plan);
+    // Ready once the first plan's jobs are queued, not done: a managed unit
+    // ordered after the agent waits for the agent's own start.
+    executor_.apply(
+        std::move(*plan), [this](converge::Report report) { finished(report); },
+        [this] {
+          if (!ready_) notify();
+        });
   });
-}
-
-void Daemon::apply(converge::Plan plan, std::set<std::string> held) {
-  using Outcome = converge::Change::Outcome;
-  std::set<std::string> owed = held;
-  std::vector<std::pair<size_t, std::string>> restarts;  // change, unit
-  for (const converge::Job& job : plan.jobs) {
-    if (job.kind != systemd::JobKind::kRestart) continue;
-    owed.insert(job.unit);
-    restarts.emplace_back(job.change, job.unit);
-  }
-  // Recorded before the first change: without it a kill half-way could lose
-  // a restart for good, so it is better to change nothing.
-  if (core::Status s = owed.empty() ? core::Status::ok() : ledger_.record(owed); !s) {
-    converge::Report report;
-    report.changes = std::move(plan.changes);
-    for (converge::Change& change : report.changes) {
-      if (change.outcome != Outcome::kPlanned) continue;
-      change.outcome = Outcome::kSkipped;
-      change.error = "skipped: " + s.message();
-    }
-    return finished(report);
-  }
-  // Ready once the first plan's jobs are queued, not done: a managed unit
-  // ordered after the agent waits for the agent's own start.
-  executor_.apply(
-      std::move(plan),
-      [this, held = std::move(held), restarts = std::move(restarts)](converge::Report report) {
-        std::set<std::string> stillOwed = held;
-        for (const auto& [change, unit] : restarts) {
-          if (report.changes[change].outcome != Outcome::kApplied) stillOwed.insert(unit);
-        }
-        if (core::Status s = ledger_.settle(stillOwed); !s) {
-          report.changes.push_back(
-              converge::Change{"restart ledger", "settle", "", Outcome::kFailed, s.message()});
-        }
-        finished(report);
-      },
-      [this] {
-        if (!ready_) notify();
-      });
 }
 
 void Daemon::finished(const std::optional<converge::Report>& report) {
@@ -492,9 +455,8 @@ void Daemon::configureHealing(const v1::NodeState& target) {
   if (disk_) disk_->configure(target.remediations().disk_pressure());
 }
 
-std::set<std::string> Daemon::applyPaused(converge::Plan& plan) {
-  std::set<std::string> held;
-  if (pauses_.units().empty()) return held;
+void Daemon::applyPaused(converge::Plan& plan) {
+  if (pauses_.units().empty()) return;
   std::erase_if(plan.jobs, [&](const converge::Job& job) {
     auto it = pauses_.units().find(job.unit);
     if (it == pauses_.units().end()) return false;
@@ -502,10 +464,9 @@ std::set<std::string> Daemon::applyPaused(converge::Plan& plan) {
     change.outcome = converge::Change::Outcome::kNotApplicable;
     change.error = "enforcement is paused for " + job.unit + " (" + it->second.reason + ")";
     // Its files may have changed in this run: the restart stays owed.
-    if (job.kind == systemd::JobKind::kRestart) held.insert(job.unit);
+    if (job.kind == systemd::JobKind::kRestart) plan.heldRestarts.insert(job.unit);
     return true;
   });
-  return held;
 }
 
 void Daemon::pausesChanged() {

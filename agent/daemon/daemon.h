@@ -102,9 +102,6 @@ class Daemon final : public control::ControlHandler {
   const v1::NodeState* chooseState();
   void converge(const std::string& reason);
   void planAndApply(const v1::NodeState& target, std::set<std::string> owed, bool mayFallBack);
-  // Applies the plan with its restarts kept owed on disk until they are done,
-  // and `held`, restarts a unit's pause holds back, owed after it too.
-  void apply(converge::Plan plan, std::set<std::string> held);
   void finished(const std::optional<converge::Report>& report);
   void record(const converge::Report& report);
   void saveLastApplied();
@@ -113,9 +110,9 @@ class Daemon final : public control::ControlHandler {
   void notify(bool unlessSame = false);
   // Hands the healer and the remediations what `target` asks of them.
   void configureHealing(const v1::NodeState& target);
-  // Holds back the jobs of the units the operator paused; returns the units
-  // whose restarts were held back.
-  std::set<std::string> applyPaused(converge::Plan& plan);
+  // Holds back the jobs of the units the operator paused; their restarts
+  // stay owed (Plan::heldRestarts).
+  void applyPaused(converge::Plan& plan);
   void pausesChanged();
 
   core::Clock& clock_;

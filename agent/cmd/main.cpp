@@ -1,3 +1,5 @@
+#include <stdlib.h>
+
 #include <cstring>
 #include <iostream>
 #include <string_view>
@@ -28,6 +30,10 @@ Run 'nodewarden-agent COMMAND --help' for a command's options.
 
 int main(int argc, char** argv) {
   using namespace nodewarden;
+  // Set by the unit for the agent's own start-up only (see
+  // nodewarden-agent.service); apt, dpkg and the other programs it runs get
+  // their usual environment.
+  unsetenv("GNUTLS_NO_IMPLICIT_INIT");
   if (argc < 2) {
     std::cerr << kUsage;
     return cmd::kExitUsage;

@@ -1,5 +1,6 @@
 #include "agent/daemon/daemon.h"
 
+#include <malloc.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -302,7 +303,12 @@ void Daemon::finished(const std::optional<converge::Report>& report) {
     std::string reason = std::move(*pendingReason_);
     pendingReason_.reset();
     converge(reason);
+    return;
   }
+  // A converge allocates in a burst (observed units, file contents, package
+  // lists) and frees it all; give those pages back so the idle agent holds
+  // only what it keeps.
+  malloc_trim(0);
 }
 
 void Daemon::record(const converge::Report& report) {

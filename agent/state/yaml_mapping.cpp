@@ -15,8 +15,8 @@
 #include <utility>
 #include <variant>
 
+#include "agent/state/field_names.h"
 #include "agent/state/yaml_document.h"
-#include "nodewarden/v1/options.pb.h"
 
 namespace nodewarden::state {
 
@@ -63,38 +63,6 @@ std::string describeNode(const YamlNode& node) {
       return "a mapping";
   }
   return "nothing";
-}
-
-std::string lowercase(std::string_view text) {
-  std::string out(text);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
-
-bool isOctalMode(const pb::FieldDescriptor* field) {
-  return field->options().GetExtension(v1::hints).octal_mode();
-}
-
-// "UnitState" → "UNIT_STATE_", the prefix proto style puts on every value.
-std::string enumValuePrefix(const pb::EnumDescriptor* type) {
-  std::string prefix;
-  const std::string& name = type->name();
-  for (size_t i = 0; i < name.size(); ++i) {
-    const auto c = static_cast<unsigned char>(name[i]);
-    if (i > 0 && std::isupper(c) && !std::isupper(static_cast<unsigned char>(name[i - 1]))) {
-      prefix += '_';
-    }
-    prefix += static_cast<char>(std::toupper(c));
-  }
-  return prefix + "_";
-}
-
-// How people write an enum value in YAML: UNIT_STATE_RUNNING is `running`.
-std::string writtenEnumName(const pb::EnumValueDescriptor* value, const std::string& prefix) {
-  std::string_view name = value->name();
-  if (name.starts_with(prefix)) name.remove_prefix(prefix.size());
-  return lowercase(name);
 }
 
 // The values a person may write: all but 0, which proto3 reserves for "not set"

@@ -47,7 +47,7 @@ int apply(int argc, char** argv) {
   const bool json = arguments.has("json");
   core::Duration jobTimeout = std::chrono::seconds(90);
   if (auto text = arguments.value("job-timeout")) {
-    auto timeout = daemon::parsePositiveDuration(*text);
+    auto timeout = core::parsePositiveDuration(*text);
     if (!timeout) {
       std::cerr << "nodewarden-agent apply: --job-timeout: " << timeout.status().message() << "\n";
       return kExitUsage;

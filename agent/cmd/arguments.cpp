@@ -38,7 +38,7 @@ std::variant<Arguments, int> Arguments::parse(int argc, char** argv,
     arguments.values_[names[static_cast<size_t>(index)]] = optarg != nullptr ? optarg : "";
   }
   for (int i = optind; i < argc; ++i) arguments.operands_.emplace_back(argv[i]);
-  if (arguments.operands_.size() != operands) {
+  if (operands != kAnyOperands && arguments.operands_.size() != operands) {
     std::cerr << usage;
     return kExitUsage;
   }

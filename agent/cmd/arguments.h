@@ -10,6 +10,9 @@
 
 namespace nodewarden::cmd {
 
+// For parse(): the command counts its operands itself.
+inline constexpr size_t kAnyOperands = static_cast<size_t>(-1);
+
 // A long option a subcommand accepts: --name, or --name VALUE.
 struct OptionSpec {
   std::string_view name;

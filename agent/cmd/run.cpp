@@ -12,6 +12,9 @@
 #include "agent/daemon/daemon.h"
 #include "agent/daemon/file_watcher.h"
 #include "agent/daemon/service_notifier.h"
+#include "agent/fleet/fleet_client.h"
+#include "agent/fleet/reports.h"
+#include "agent/fleet/state_cache.h"
 #include "agent/heal/kernel_log.h"
 #include "agent/heal/node_prober.h"
 #include "agent/metrics/metrics.h"
@@ -31,6 +34,9 @@ drift-check interval. Meant to run under systemd (nodewarden-agent.service).
 )";
 
 constexpr char kDefaultConfig[] = "/etc/nodewarden/agent.yaml";
+// In the state directory: the server's last desired state and its version.
+constexpr char kServerStateName[] = "server-state.json";
+constexpr char kServerStateVersionName[] = "server-state.version";
 
 }  // namespace
 
@@ -92,14 +98,50 @@ int run(int argc, char** argv) {
   }
   heal::NodeProber prober(**loop, clock, (*node)->http(), (*node)->processes());
 
+  // With a server, the state enforced is the last one it sent, cached here.
+  const daemon::ServerConnection connection = config->connection;
+  daemon::Daemon* daemonPointer = nullptr;
+  std::unique_ptr<fleet::StateCache> cache;
+  std::unique_ptr<fleet::FleetClient> fleetClient;
+  if (!connection.server.empty()) {
+    cache = std::make_unique<fleet::StateCache>(*stateDir + "/" + kServerStateName,
+                                                *stateDir + "/" + kServerStateVersionName,
+                                                [&daemonPointer](const std::string& reason) {
+                                                  if (daemonPointer != nullptr)
+                                                    daemonPointer->requestConverge(reason);
+                                                });
+    config->stateFile = cache->documentPath();
+    auto spool = fleet::Spool::open(*stateDir + "/spool", {});
+    if (!spool) {
+      NW_LOG(log, critical, "Failed to open the report spool: {}", spool.status().message());
+      return kExitInvalid;
+    }
+    fleetClient = std::make_unique<fleet::FleetClient>(
+        **loop, clock,
+        fleet::FleetConfig{connection.server, connection.bootstrapToken, connection.caCertHash,
+                           connection.nodeName, connection.labels, connection.usageInterval},
+        *stateDir, std::move(*spool), *cache);
+  }
+
   daemon::SdServiceNotifier notifier;
   daemon::InotifyFileWatcher watcher(**loop);
   daemon::Daemon agent(clock, **systemd, notifier, watcher,
                        {.config = std::move(*config),
-                        .stateDirectory = std::move(*stateDir),
+                        .stateDirectory = *stateDir,
                         .providers = (*node)->providers(),
                         .prober = &prober,
-                        .metrics = metrics.get()});
+                        .metrics = metrics.get(),
+                        .converged = [&](const std::string& result, const std::string& error,
+                                         const converge::Report* report) {
+                          if (fleetClient)
+                            fleetClient->report(fleet::convergeReport(
+                                cache->enforcedVersion(), result, error, report, clock));
+                        }});
+  daemonPointer = &agent;
+  std::unique_ptr<fleet::HealthReporter> healthReporter;
+  if (fleetClient) {
+    healthReporter = std::make_unique<fleet::HealthReporter>(clock, agent.health(), *fleetClient);
+  }
   // Processes of managed units killed by the OOM killer, from the kernel's
   // messages in the journal (a container may have none).
   auto kernelLog = heal::KernelLog::open(
@@ -133,6 +175,7 @@ int run(int argc, char** argv) {
     return kExitInvalid;
   }
   agent.start();
+  if (fleetClient) fleetClient->start();
   NW_LOG(log, info, "nodewarden-agent {} running with {}", NODEWARDEN_VERSION, configPath);
   const int code = (*loop)->run();
   notifier.stopping();

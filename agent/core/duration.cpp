@@ -65,4 +65,11 @@ std::string formatDuration(Duration duration) {
   return text.empty() ? "0s" : text;
 }
 
+Result<Duration> parsePositiveDuration(std::string_view text) {
+  auto parsed = parseDuration(text);
+  if (!parsed) return parsed.status();
+  if (*parsed <= Duration::zero()) return Status::invalidArgument("must be longer than 0");
+  return parsed;
+}
+
 }  // namespace nodewarden::core

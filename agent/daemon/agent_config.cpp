@@ -1,6 +1,10 @@
 #include "agent/daemon/agent_config.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
 
 #include <cerrno>
 #include <cstdlib>
@@ -39,7 +43,7 @@ core::Result<AgentConfig> loadAgentConfig(const std::string& path) {
   }
   auto duration = [&](const std::string& field, const std::string& value, core::Duration& out) {
     if (value.empty()) return;
-    auto parsed = parsePositiveDuration(value);
+    auto parsed = core::parsePositiveDuration(value);
     if (!parsed) return fail(field, parsed.status().message());
     out = *parsed;
   };
@@ -71,6 +75,62 @@ core::Result<AgentConfig> loadAgentConfig(const std::string& path) {
                            "\" is not one of trace, debug, info, warn, error, critical, off");
     }
   }
+  ServerConnection& connection = config.connection;
+  if (!message.server().empty()) {
+    const std::string& server = message.server();
+    const size_t colon = server.rfind(':');
+    if (colon == std::string::npos || colon == 0 || colon + 1 == server.size() ||
+        server.find_first_not_of("0123456789", colon + 1) != std::string::npos) {
+      fail("server", "\"" + server + "\" is not host:port");
+    }
+    connection.server = server;
+  }
+  if (!message.bootstrap_token().empty() && !message.bootstrap_token_file().empty()) {
+    fail("bootstrapTokenFile", "give the token or a file holding it, not both");
+  }
+  connection.bootstrapToken = message.bootstrap_token();
+  if (!message.bootstrap_token_file().empty()) {
+    auto token = core::readFile(message.bootstrap_token_file(), 4096);
+    if (!token) {
+      fail("bootstrapTokenFile", token.status().message());
+    } else {
+      connection.bootstrapToken = *token;
+      while (!connection.bootstrapToken.empty() &&
+             std::isspace(static_cast<unsigned char>(connection.bootstrapToken.back()))) {
+        connection.bootstrapToken.pop_back();
+      }
+    }
+  }
+  if (!connection.bootstrapToken.empty()) {
+    const std::string& token = connection.bootstrapToken;
+    const bool valid = token.size() == 23 && token[6] == '.' &&
+                       std::all_of(token.begin(), token.end(), [](char c) {
+                         return c == '.' || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+                       });
+    if (!valid) {
+      fail(message.bootstrap_token().empty() ? "bootstrapTokenFile" : "bootstrapToken",
+           "a bootstrap token looks like abcdef.0123456789abcdef");
+    }
+  }
+  connection.caCertHash = message.ca_cert_hash();
+  if (!connection.caCertHash.empty()) {
+    const std::string& hash = connection.caCertHash;
+    if (!hash.starts_with("sha256:") || hash.size() != 7 + 64 ||
+        hash.find_first_not_of("0123456789abcdef", 7) != std::string::npos) {
+      fail("caCertHash", "\"" + hash + "\" is not sha256: and 64 lower-case hex digits");
+    }
+  } else if (!connection.server.empty()) {
+    fail("caCertHash", "is needed with server: the pin of the cluster CA the node may trust");
+  }
+  connection.nodeName = message.node_name();
+  if (connection.nodeName.empty()) {
+    char host[256] = {};
+    if (gethostname(host, sizeof(host) - 1) == 0) connection.nodeName = host;
+    for (char& c : connection.nodeName) c = static_cast<char>(std::tolower(c));
+  }
+  connection.labels.insert(message.labels().begin(), message.labels().end());
+  duration("usageInterval", message.usage_interval(), connection.usageInterval);
+
   if (errors.empty()) return config;
   std::string all = errors.front().toString();
   for (size_t i = 1; i < errors.size(); ++i) all += "; " + errors[i].toString();
@@ -90,15 +150,6 @@ core::Result<std::string> stateDirectory() {
     return core::Status::fromErrno(errno, "create " + directory);
   }
   return directory;
-}
-
-core::Result<core::Duration> parsePositiveDuration(std::string_view text) {
-  auto parsed = core::parseDuration(text);
-  if (!parsed) return parsed.status();
-  if (*parsed <= core::Duration::zero()) {
-    return core::Status::invalidArgument("must be longer than 0");
-  }
-  return parsed;
 }
 
 }  // namespace nodewarden::daemon

@@ -3,6 +3,7 @@
 #include <spdlog/common.h>
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <string_view>
 
@@ -28,6 +29,18 @@ struct MetricsConfig {
   bool operator==(const MetricsConfig&) const = default;
 };
 
+// The control plane the node enrolls with; no server: the local state file.
+struct ServerConnection {
+  std::string server;  // host:port
+  std::string bootstrapToken;
+  std::string caCertHash;
+  std::string nodeName;
+  std::map<std::string, std::string> labels;
+  core::Duration usageInterval = std::chrono::minutes(1);
+
+  bool operator==(const ServerConnection&) const = default;
+};
+
 // /etc/nodewarden/agent.yaml, with defaults for what it leaves out.
 struct AgentConfig {
   std::string stateFile = "/etc/nodewarden/node.yaml";
@@ -36,6 +49,7 @@ struct AgentConfig {
   spdlog::level::level_enum logLevel = spdlog::level::info;
   HealingConfig healing;
   MetricsConfig metrics;
+  ServerConnection connection;
 };
 
 // A missing file means all defaults; a bad one is an error naming
@@ -47,9 +61,6 @@ core::Result<AgentConfig> loadAgentConfig(const std::string& path);
 core::Result<std::string> stateDirectory();
 // The same path, without creating anything (for commands that only read).
 std::string stateDirectoryPath();
-
-// A duration for a setting that must be longer than zero ("90s").
-core::Result<core::Duration> parsePositiveDuration(std::string_view text);
 
 // The file in the state directory that holds restarts owed by a run that was
 // interrupted (see converge::RestartLedger).

@@ -55,6 +55,7 @@ Daemon::Daemon(core::Clock& clock, systemd::SystemdManager& systemd, ServiceNoti
     : clock_(clock),
       notifier_(notifier),
       metrics_(options.metrics),
+      converged_(std::move(options.converged)),
       started_(clock.wallNow()),
       watcher_(watcher),
       planner_(systemd, std::move(options.root), options.providers),
@@ -295,6 +296,10 @@ void Daemon::finished(const std::optional<converge::Report>& report) {
   } else {
     lastResult_ = rejected_.empty() ? "failed" : "rejected";
     lastCheckTime_ = clock_.wallNow();
+  }
+  if (converged_) {
+    converged_(lastResult_, !rejected_.empty() ? rejected_ : planError_,
+               report ? &*report : nullptr);
   }
   notify();
   lock_.reset();

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -72,6 +73,11 @@ class Daemon final : public control::ControlHandler {
     heal::Prober* prober = nullptr;
     // Null: no metrics.
     metrics::Metrics* metrics = nullptr;
+    // Called after every converge, also one that could not run (result
+    // "failed" or "rejected" with `error`); `report` is null then.
+    std::function<void(const std::string& result, const std::string& error,
+                       const converge::Report* report)>
+        converged;
   };
 
   Daemon(core::Clock& clock, systemd::SystemdManager& systemd, ServiceNotifier& notifier,
@@ -96,6 +102,7 @@ class Daemon final : public control::ControlHandler {
   void oomKilled(const std::string& unit, const std::string& detail);
 
   const heal::HealthBoard& health() const { return board_; }
+  heal::HealthBoard& health() { return board_; }
 
  private:
   void loadLastApplied();
@@ -118,6 +125,7 @@ class Daemon final : public control::ControlHandler {
   core::Clock& clock_;
   ServiceNotifier& notifier_;
   metrics::Metrics* metrics_;
+  std::function<void(const std::string&, const std::string&, const converge::Report*)> converged_;
   const core::WallTime started_;
   FileWatcher& watcher_;
   converge::Planner planner_;

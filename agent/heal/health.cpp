@@ -168,6 +168,7 @@ void HealthBoard::record(const std::string& subject, std::string reason, std::st
                      .message = std::move(message),
                      .warning = warning});
   while (events_.size() > maxEvents_) events_.pop_front();
+  for (const auto& listener : eventListeners_) listener(events_.back());
   changed();
 }
 

@@ -93,6 +93,10 @@ class HealthBoard final {
   const std::deque<Event>& events() const { return events_; }
 
   void addListener(Listener listener) { listeners_.push_back(std::move(listener)); }
+  // Called with every event as it is recorded.
+  void addEventListener(std::function<void(const Event&)> listener) {
+    eventListeners_.push_back(std::move(listener));
+  }
 
   // {"conditions": [...], "events": [...]}, times in RFC 3339 UTC.
   nlohmann::json toJson() const;
@@ -108,6 +112,7 @@ class HealthBoard final {
   std::map<std::pair<std::string, std::string>, Condition> conditions_;
   std::deque<Event> events_;
   std::vector<Listener> listeners_;
+  std::vector<std::function<void(const Event&)>> eventListeners_;
   std::unique_ptr<core::Timer> persistTimer_;
   bool dirty_ = false;
 };

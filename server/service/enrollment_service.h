@@ -1,0 +1,45 @@
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <string>
+
+#include "agent/pki/authority.h"
+#include "nodewarden/v1/control.grpc.pb.h"
+#include "server/store/store.h"
+
+namespace nodewarden::server {
+
+// Node names are Kubernetes node names: DNS subdomains, lower case.
+bool validNodeName(std::string_view name);
+
+// Bootstrap tokens in kubeadm's format: "[a-z0-9]{6}.[a-z0-9]{16}", an id
+// and a secret.
+struct BootstrapToken {
+  std::string id;
+  std::string secret;
+};
+std::optional<BootstrapToken> parseBootstrapToken(std::string_view token);
+
+// Enrollment: the cluster's CA signed with a bootstrap token, and a node
+// certificate for a CSR and a valid token. Reached without a client
+// certificate; the token is the credential.
+class EnrollmentService final : public v1::Enrollment::Service {
+ public:
+  EnrollmentService(Store& store, const pki::Authority& authority,
+                    std::chrono::seconds certificateValidity)
+      : store_(store), authority_(authority), certificateValidity_(certificateValidity) {}
+
+  grpc::Status GetClusterInfo(grpc::ServerContext* context, const v1::ClusterInfoRequest* request,
+                              v1::ClusterInfo* response) override;
+  grpc::Status Enroll(grpc::ServerContext* context, const v1::EnrollRequest* request,
+                      v1::EnrollResponse* response) override;
+
+ private:
+  Store& store_;
+  const pki::Authority& authority_;
+  std::chrono::seconds certificateValidity_;
+};
+
+}  // namespace nodewarden::server

@@ -1,0 +1,153 @@
+"""The control plane end to end: a real nodewarden-server on the host, agents in
+node containers under systemd, real TLS and gRPC between them."""
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.node import Node
+from harness.server import Server
+
+AGENT_UNIT = "nodewarden-agent.service"
+
+
+def group_state(marker: str) -> str:
+    return f"""apiVersion: nodewarden.io/v1
+kind: NodeState
+files:
+  - path: /etc/fleet-marker
+    content: "{marker}\\n"
+units:
+  - name: fleet-demo.service
+    state: running
+    content: |
+      [Service]
+      ExecStart=/bin/sleep infinity
+"""
+
+
+@pytest.fixture
+def server(build_dir: Path):
+    with Server(build_dir) as running:
+        yield running
+
+
+def enroll_node(node: Node, build_dir: Path, server: Server, token: str, name: str,
+                pin: str | None = None) -> None:
+    node.install_agent(build_dir)
+    node.write_file("/etc/nodewarden/agent.yaml",
+                    f"server: {server.address}\n"
+                    f"bootstrapToken: {token}\n"
+                    f"caCertHash: {pin or server.ca_pin()}\n"
+                    f"nodeName: {name}\n"
+                    "usageInterval: 5s\n")
+    node.systemctl("start", AGENT_UNIT)
+
+
+def applied(server: Server, name: str, version: str):
+    node = server.nodes().get(name)
+    return node if node and node.get("appliedVersion") == version and \
+        node.get("lastResult") == "ok" else None
+
+
+def journal(node: Node) -> str:
+    return node.run(["journalctl", "-u", AGENT_UNIT, "--no-pager", "-o", "cat"],
+                    check=False).stdout
+
+
+def test_node_enrolls_receives_its_state_converges_and_reports(server, node, build_dir, tmp_path):
+    state = tmp_path / "workers.yaml"
+    state.write_text(group_state("one"))
+    server.admin("state", "set", "--group", "workers", str(state))
+    token = server.create_token("workers", "--uses", "3")
+
+    enroll_node(node, build_dir, server, token, "worker-1")
+    server.wait_for("worker-1 applied workers@1", lambda: applied(server, "worker-1", "workers@1"))
+
+    assert node.read_file("/etc/fleet-marker") == b"one\n"
+    assert node.systemctl("is-active", "fleet-demo.service").stdout.strip() == "active"
+    # The key never left the node and only root can read it.
+    assert node.run(["stat", "-c", "%a", "/var/lib/nodewarden/pki/node.key"]).stdout.strip() == "600"
+    shown = server.admin_json("nodes", "show", "worker-1")
+    assert shown["group"] == "workers"
+    assert shown["facts"]["machineId"]
+    assert shown["lastReport"]["result"] == "ok"
+    # Usage arrives at its interval.
+    server.wait_for("usage of worker-1",
+                    lambda: server.admin_json("nodes", "show", "worker-1").get("usage"))
+    listed = server.admin("nodes", "list").stdout
+    assert "worker-1" in listed and "workers@1" in listed
+
+    # A new revision is pushed to the connected node and converged.
+    state.write_text(group_state("two"))
+    out = server.admin("state", "set", "--group", "workers", str(state)).stdout
+    assert "sent to 1 connected node" in out
+    server.wait_for("worker-1 applied workers@2", lambda: applied(server, "worker-1", "workers@2"))
+    assert node.read_file("/etc/fleet-marker") == b"two\n"
+
+
+def test_invalid_state_is_refused_with_its_position_and_changes_nothing(server, tmp_path):
+    state = tmp_path / "broken.yaml"
+    state.write_text("apiVersion: nodewarden.io/v1\nkind: NodeState\nunits:\n  - nmae: x\n")
+    result = server.admin("state", "set", "--group", "workers", str(state), check=False)
+    assert result.returncode == 1
+    assert f"{state}:4:5" in result.stderr
+    assert "nothing changed" in result.stderr
+    assert server.admin_json("state", "show").get("states", []) == []
+
+
+def test_agent_keeps_enforcing_the_cached_state_while_the_server_is_down(
+        server, node, build_dir, tmp_path):
+    state = tmp_path / "workers.yaml"
+    state.write_text(group_state("cached"))
+    server.admin("state", "set", "--group", "workers", str(state))
+    enroll_node(node, build_dir, server, server.create_token("workers"), "worker-1")
+    server.wait_for("worker-1 applied workers@1", lambda: applied(server, "worker-1", "workers@1"))
+
+    server.stop()
+    stopped_at = time.time()
+    # Drift while the server is away is repaired from the cache.
+    node.run(["rm", "/etc/fleet-marker"])
+    node.systemctl("restart", AGENT_UNIT)
+    deadline = time.monotonic() + 60
+    while not node.exists("/etc/fleet-marker"):
+        assert time.monotonic() < deadline, journal(node)
+        time.sleep(0.3)
+    assert node.read_file("/etc/fleet-marker") == b"cached\n"
+
+    # Reports made meanwhile were spooled and arrive once the server is back.
+    server.start()
+    server.wait_for("worker-1 reconnected", lambda: server.nodes()["worker-1"].get("connected"))
+    def report_made_while_away():
+        report = server.admin_json("nodes", "show", "worker-1").get("lastReport", {})
+        return int(report.get("finishedAtUs", 0)) / 1e6 > stopped_at
+    server.wait_for("the report spooled while the server was down", report_made_while_away)
+
+
+def test_expired_token_is_refused(server, node, build_dir):
+    token = server.create_token("workers", "--ttl", "1s")
+    time.sleep(2)
+    enroll_node(node, build_dir, server, token, "late-node")
+    deadline = time.monotonic() + 30
+    while "no valid bootstrap token" not in journal(node):
+        assert time.monotonic() < deadline, journal(node)
+        time.sleep(0.5)
+    assert "late-node" not in server.nodes()
+
+
+def test_ca_pin_mismatch_is_refused(server, node, build_dir):
+    token = server.create_token("workers")
+    enroll_node(node, build_dir, server, token, "pinned", pin="sha256:" + "0" * 64)
+    deadline = time.monotonic() + 30
+    while "not the pinned" not in journal(node):
+        assert time.monotonic() < deadline, journal(node)
+        time.sleep(0.5)
+    assert "pinned" not in server.nodes()
+
+
+def test_admin_socket_refuses_a_non_root_user(server):
+    result = server.admin("nodes", "list", user="65534", check=False)
+    assert result.returncode == 1
+    assert "root only" in result.stderr or "ermission denied" in result.stderr

@@ -53,6 +53,55 @@ grpc::Status authenticateNode(const grpc::AuthContext& auth, Store& store, std::
   return grpc::Status::OK;
 }
 
+grpc::Status storeNodeMessage(Store& store, const std::string& name,
+                              const v1::AgentMessage& message, Time now) {
+  if (message.sequence() == 0) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "a report, health update, usage or drop count has a sequence number");
+  }
+  core::Result<bool> stored = false;
+  switch (message.body_case()) {
+    case v1::AgentMessage::kReport: {
+      const auto& report = message.report();
+      stored = store.recordReport(name, message.sequence(), report.SerializeAsString(),
+                                  report.desired_version(), report.result(), now);
+      break;
+    }
+    case v1::AgentMessage::kHealth: {
+      v1::HealthUpdate conditions;
+      *conditions.mutable_conditions() = message.health().conditions();
+      std::vector<std::pair<Time, std::string>> events;
+      for (const auto& event : message.health().events()) {
+        // A time the clock cannot hold (a broken or hostile node) is now.
+        constexpr int64_t kMaxMicros = INT64_MAX / 1000;
+        const bool representable = event.time_us() > -kMaxMicros && event.time_us() < kMaxMicros;
+        events.emplace_back(representable ? Time(std::chrono::microseconds(event.time_us())) : now,
+                            event.SerializeAsString());
+      }
+      stored =
+          store.recordHealth(name, message.sequence(), conditions.SerializeAsString(), events, now);
+      break;
+    }
+    case v1::AgentMessage::kUsage:
+      stored =
+          store.recordUsage(name, message.sequence(), message.usage().SerializeAsString(), now);
+      break;
+    case v1::AgentMessage::kDropped:
+      stored = store.recordDropped(name, message.sequence(), message.dropped().count(), now);
+      if (stored && *stored) {
+        NW_LOG(kLog, warn, "Node {} dropped {} reports from its full spool", name,
+               message.dropped().count());
+      }
+      break;
+    case v1::AgentMessage::kHello:
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "a stream has one hello");
+    case v1::AgentMessage::BODY_NOT_SET:
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "an empty message");
+  }
+  if (!stored) return storeFailed(stored.status());
+  return grpc::Status::OK;
+}
+
 // One node's stream. gRPC calls the On* methods on its own threads, one at a
 // time for reads and one at a time for writes; send() and close() come from
 // any thread (the admin service pushing a state, a newer stream replacing
@@ -165,43 +214,11 @@ class NodeStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Se
       }
       return hello(message.hello(), now);
     }
-    core::Result<bool> stored = false;
-    switch (message.body_case()) {
-      case v1::AgentMessage::kReport: {
-        const auto& report = message.report();
-        stored = store_.recordReport(name_, message.sequence(), report.SerializeAsString(),
-                                     report.desired_version(), report.result(), now);
-        break;
-      }
-      case v1::AgentMessage::kHealth: {
-        v1::HealthUpdate conditions;
-        *conditions.mutable_conditions() = message.health().conditions();
-        std::vector<std::pair<Time, std::string>> events;
-        for (const auto& event : message.health().events()) {
-          events.emplace_back(Time(std::chrono::microseconds(event.time_us())),
-                              event.SerializeAsString());
-        }
-        stored = store_.recordHealth(name_, message.sequence(), conditions.SerializeAsString(),
-                                     events, now);
-        break;
-      }
-      case v1::AgentMessage::kUsage:
-        stored =
-            store_.recordUsage(name_, message.sequence(), message.usage().SerializeAsString(), now);
-        break;
-      case v1::AgentMessage::kDropped:
-        stored = store_.recordDropped(name_, message.sequence(), message.dropped().count(), now);
-        if (stored && *stored) {
-          NW_LOG(kLog, warn, "Node {} dropped {} reports from its full spool", name_,
-                 message.dropped().count());
-        }
-        break;
-      case v1::AgentMessage::kHello:
-        return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "a stream has one hello");
-      case v1::AgentMessage::BODY_NOT_SET:
-        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "an empty message");
+    if (message.has_hello()) {
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "a stream has one hello");
     }
-    if (!stored) return storeFailed(stored.status());
+    grpc::Status status = storeNodeMessage(store_, name_, message, now);
+    if (!status.ok()) return status;
     // Acknowledged whether new or a resent duplicate: either way it is stored.
     ack(message.sequence());
     return grpc::Status::OK;

@@ -62,6 +62,12 @@ class NodeService final : public v1::Node::CallbackService {
   NodeRegistry& registry_;
 };
 
+// Stores one numbered message from node `name` (a report, health update,
+// usage sample or drop count) unless the store has it already. OK means it
+// is stored and may be acknowledged; otherwise the status ends the stream.
+grpc::Status storeNodeMessage(Store& store, const std::string& name,
+                              const v1::AgentMessage& message, Time now);
+
 // The node a peer's certificate names, once the certificate is still the one
 // the server issued it: the common name when the server still honours the
 // serial, otherwise the reason it is refused.

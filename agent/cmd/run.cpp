@@ -2,6 +2,8 @@
 
 #include <iostream>
 
+#include <nlohmann/json.hpp>
+
 #include "agent/cmd/arguments.h"
 #include "agent/cmd/commands.h"
 #include "agent/cmd/node_providers.h"
@@ -123,6 +125,19 @@ int run(int argc, char** argv) {
         *stateDir, std::move(*spool), *cache);
   }
 
+  std::function<nlohmann::json()> serverStatus;
+  if (fleetClient) {
+    serverStatus = [&]() -> nlohmann::json {
+      const std::string version = cache->enforcedVersion();
+      return {{"address", connection.server},
+              {"node", connection.nodeName},
+              {"connected", fleetClient->connected()},
+              {"status", fleetClient->status()},
+              {"enforcing", version.empty() ? nlohmann::json() : nlohmann::json(version)},
+              {"spooled", fleetClient->spooled()}};
+    };
+  }
+
   daemon::SdServiceNotifier notifier;
   daemon::InotifyFileWatcher watcher(**loop);
   daemon::Daemon agent(clock, **systemd, notifier, watcher,
@@ -131,12 +146,14 @@ int run(int argc, char** argv) {
                         .providers = (*node)->providers(),
                         .prober = &prober,
                         .metrics = metrics.get(),
-                        .converged = [&](const std::string& result, const std::string& error,
-                                         const converge::Report* report) {
-                          if (fleetClient)
-                            fleetClient->report(fleet::convergeReport(
-                                cache->enforcedVersion(), result, error, report, clock));
-                        }});
+                        .converged =
+                            [&](const std::string& result, const std::string& error,
+                                const converge::Report* report) {
+                              if (fleetClient)
+                                fleetClient->report(fleet::convergeReport(
+                                    cache->enforcedVersion(), result, error, report, clock));
+                            },
+                        .serverStatus = serverStatus});
   daemonPointer = &agent;
   std::unique_ptr<fleet::HealthReporter> healthReporter;
   if (fleetClient) {
@@ -166,6 +183,16 @@ int run(int argc, char** argv) {
       NW_LOG(log, err, "Failed to reload {}: {}; keeping the running configuration", configPath,
              reread.status().message());
       return agent.requestConverge("reload");
+    }
+    if (cache) {
+      // The server's state stays the one enforced; a new server or token
+      // needs a restart (the stream and the identity are set up once).
+      reread->stateFile = cache->documentPath();
+      if (reread->connection != connection) {
+        NW_LOG(log, warn,
+               "Changes to server, bootstrapToken, caCertHash, nodeName, labels or "
+               "usageInterval take effect when the agent restarts");
+      }
     }
     core::log::setUp(core::log::Destination::kAuto, reread->logLevel);
     agent.reload(std::move(*reread));

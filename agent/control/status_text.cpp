@@ -164,6 +164,17 @@ void printHeader(const Json& status, std::ostream& out, const StatusTextOptions&
     out << "     Agent: " << orDash(line) << "\n";
   }
 
+  const Json& server = field(status, "server");
+  if (server.is_object()) {
+    std::string line = orDash(text(server, "status")) + ", as " + orDash(text(server, "node"));
+    line += text(server, "enforcing").empty() ? ", no state from it yet"
+                                              : ", enforcing " + text(server, "enforcing");
+    if (auto n = integer(server, "spooled"); n && *n > 0) {
+      line += ", " + std::to_string(*n) + " reports spooled";
+    }
+    out << "    Server: " << line << "\n";
+  }
+
   const Json& paused = field(status, "paused");
   if (paused.is_object()) {
     std::vector<std::string> lines;

@@ -56,6 +56,7 @@ Daemon::Daemon(core::Clock& clock, systemd::SystemdManager& systemd, ServiceNoti
       notifier_(notifier),
       metrics_(options.metrics),
       converged_(std::move(options.converged)),
+      serverStatus_(std::move(options.serverStatus)),
       started_(clock.wallNow()),
       watcher_(watcher),
       planner_(systemd, std::move(options.root), options.providers),
@@ -186,6 +187,15 @@ void Daemon::loadLastApplied() {
 // last good state (a rejected state changes nothing).
 const v1::NodeState* Daemon::chooseState() {
   auto text = core::readFile(config_.stateFile, state::kMaxDocumentBytes);
+  if (!text && serverStatus_ && text.status().code() == core::Status::Code::kNotFound) {
+    // Enrolled or not, the server has not sent a state yet: nothing to do.
+    NW_LOG(kLog, info, "Waiting for the desired state from the server");
+    rejected_.clear();
+    waiting_ = true;
+    candidate_.reset();
+    return lastGood_ ? &*lastGood_ : nullptr;
+  }
+  waiting_ = false;
   if (!text) {
     rejected_ = text.status().message();
   } else {
@@ -294,10 +304,10 @@ void Daemon::finished(const std::optional<converge::Report>& report) {
     record(*report);
     if (!report->dryRun && candidate_ && candidateText_ != lastGoodText_) saveLastApplied();
   } else {
-    lastResult_ = rejected_.empty() ? "failed" : "rejected";
+    lastResult_ = waiting_ ? "waiting" : rejected_.empty() ? "failed" : "rejected";
     lastCheckTime_ = clock_.wallNow();
   }
-  if (converged_) {
+  if (converged_ && !(waiting_ && !report)) {
     converged_(lastResult_, !rejected_.empty() ? rejected_ : planError_,
                report ? &*report : nullptr);
   }
@@ -562,6 +572,7 @@ nlohmann::json Daemon::status() {
   document["agent"] = {{"version", NODEWARDEN_VERSION},
                        {"pid", static_cast<int64_t>(getpid())},
                        {"since", heal::formatTime(started_)}};
+  if (serverStatus_) document["server"] = serverStatus_();
   document["paused"] = pauses_.toJson();
   document["converge"] = std::move(converge);
   document["components"] = healer_.componentsJson();

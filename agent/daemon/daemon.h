@@ -78,6 +78,8 @@ class Daemon final : public control::ControlHandler {
     std::function<void(const std::string& result, const std::string& error,
                        const converge::Report* report)>
         converged;
+    // What `status` shows of the connection to the server; null: no server.
+    std::function<nlohmann::json()> serverStatus;
   };
 
   Daemon(core::Clock& clock, systemd::SystemdManager& systemd, ServiceNotifier& notifier,
@@ -126,6 +128,7 @@ class Daemon final : public control::ControlHandler {
   ServiceNotifier& notifier_;
   metrics::Metrics* metrics_;
   std::function<void(const std::string&, const std::string&, const converge::Report*)> converged_;
+  std::function<nlohmann::json()> serverStatus_;
   const core::WallTime started_;
   FileWatcher& watcher_;
   converge::Planner planner_;
@@ -157,6 +160,7 @@ class Daemon final : public control::ControlHandler {
 
   bool converging_ = false;  // from observing the node until the report
   bool ready_ = false;
+  bool waiting_ = false;  // for the server's first desired state
   std::string rejected_;
   std::string planError_;
   std::string lastCheck_;

@@ -57,6 +57,8 @@ class FleetClient final {
   // "connected to host:port", "enrolling with …", "server unreachable: …".
   const std::string& status() const { return status_; }
   bool connected() const { return stream_ != nullptr && streamUp_; }
+  // Reports waiting for the server's acknowledgement.
+  size_t spooled() const { return spool_.size(); }
 
  private:
   class Stream;

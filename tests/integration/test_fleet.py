@@ -151,3 +151,88 @@ def test_admin_socket_refuses_a_non_root_user(server):
     result = server.admin("nodes", "list", user="65534", check=False)
     assert result.returncode == 1
     assert "root only" in result.stderr or "ermission denied" in result.stderr
+
+
+def test_server_runs_under_its_hardened_unit_and_a_node_enrolls_with_it(node, build_dir, tmp_path):
+    """The server as an operator runs it: its unit file under systemd, sandboxed, with its
+    own dynamic user; the agent in the same container enrolls with it."""
+    from harness.server import free_port
+    port = free_port()
+    node.write_file("/usr/bin/nodewarden-server",
+                    (build_dir / "server/cmd/nodewarden-server").read_bytes(), 0o755)
+    node.write_file("/etc/systemd/system/nodewarden-server.service",
+                    (Path(__file__).parents[2] / "systemd/nodewarden-server.service").read_text())
+    node.write_file("/etc/nodewarden/server.yaml", f"listen: 127.0.0.1:{port}\n")
+    node.systemctl("daemon-reload")
+    node.systemctl("start", "nodewarden-server.service")
+    assert node.systemctl("is-active", "nodewarden-server.service").stdout.strip() == "active"
+    # State and socket are the server's alone.
+    assert node.run(["stat", "-c", "%a", "/var/lib/private/nodewarden-server"]).stdout.strip() \
+        == "700"
+
+    cli = "/usr/bin/nodewarden-server"
+    node.write_file("/tmp/workers.yaml", group_state("packaged"))
+    node.run([cli, "state", "set", "--group", "workers", "/tmp/workers.yaml"])
+    token = node.run([cli, "token", "create", "--group", "workers"]).stdout.strip()
+    pin = next(line.split("CA pin ")[1].split(")")[0] for line in node.run(
+        ["journalctl", "-u", "nodewarden-server.service", "-o", "cat", "--no-pager"]).stdout
+        .splitlines() if "CA pin " in line)
+
+    node.install_agent(build_dir)
+    node.write_file("/etc/nodewarden/agent.yaml",
+                    f"server: 127.0.0.1:{port}\nbootstrapToken: {token}\n"
+                    f"caCertHash: {pin}\nnodeName: solo\n")
+    node.systemctl("start", AGENT_UNIT)
+    deadline = time.monotonic() + 60
+    while True:
+        nodes = json.loads(node.run([cli, "nodes", "list", "--json"]).stdout).get("nodes", [])
+        if nodes and nodes[0].get("appliedVersion") == "workers@1":
+            break
+        assert time.monotonic() < deadline, journal(node) + node.run(
+            ["journalctl", "-u", "nodewarden-server.service", "--no-pager"]).stdout
+        time.sleep(0.3)
+    assert node.read_file("/etc/fleet-marker") == b"packaged\n"
+
+
+def test_three_nodes_converge_a_pushed_state_and_survive_a_server_restart(
+        server, rootfs, build_dir, tmp_path):
+    state = tmp_path / "workers.yaml"
+    state.write_text(group_state("first"))
+    server.admin("state", "set", "--group", "workers", str(state))
+    token = server.create_token("workers", "--uses", "3")
+    names = ["worker-a", "worker-b", "worker-c"]
+    with Node(rootfs) as a, Node(rootfs) as b, Node(rootfs) as c:
+        nodes = dict(zip(names, (a, b, c)))
+        for name, node in nodes.items():
+            enroll_node(node, build_dir, server, token, name)
+        for name in names:
+            server.wait_for(f"{name} applied workers@1", lambda n=name: applied(server, n, "workers@1"))
+
+        # One `state set` reaches all three, and each converges.
+        state.write_text(group_state("second"))
+        out = server.admin("state", "set", "--group", "workers", str(state)).stdout
+        assert "sent to 3 connected nodes" in out
+        for name, node in nodes.items():
+            server.wait_for(f"{name} applied workers@2", lambda n=name: applied(server, n, "workers@2"))
+            assert node.read_file("/etc/fleet-marker") == b"second\n"
+
+        # The server restarts: every stream comes back, and what the nodes reported in
+        # between (a converge each, on SIGHUP) arrives, none of it dropped.
+        server.stop()
+        stopped_at = time.time()
+        for node in nodes.values():
+            node.systemctl("reload", AGENT_UNIT)
+        time.sleep(1)
+        server.start()
+        for name in names:
+            server.wait_for(f"{name} back", lambda n=name: server.nodes()[n].get("connected"))
+
+            def reported_after_stop(n=name):
+                report = server.admin_json("nodes", "show", n).get("lastReport", {})
+                return int(report.get("finishedAtUs", 0)) / 1e6 > stopped_at
+            server.wait_for(f"{name}'s report from the outage", reported_after_stop)
+            assert int(server.nodes()[name].get("dropped", 0)) == 0
+
+        status = a.run(["nodewarden-agent", "status"]).stdout
+        assert "Server: connected to " + server.address in status
+        assert "enforcing workers@2" in status

@@ -20,6 +20,8 @@ PACKAGES = (
     "libsystemd0", "libcurl4", "libssl3", "libprotobuf32", "libgrpc++1.51", "libgrpc29",
     "libspdlog1.10", "libfmt9", "libyaml-0-2",
     "libprometheus-cpp-core1.0", "libprometheus-cpp-pull1.0", "libcivetweb1",
+    # nodewarden-server's, beyond the agent's
+    "libsqlite3-0",
 )
 # Units that fail or stall in a container and have nothing to do with what is tested.
 MASKED_UNITS = (

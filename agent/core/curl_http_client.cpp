@@ -87,6 +87,8 @@ class CurlHttpClient::Transfer final {
   HttpRequest request_;
   Callback done_;
   EasyPtr easy_;
+  std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> headers_{nullptr,
+                                                                      &curl_slist_free_all};
   UniqueFd output_;
   std::string body_;
   uint64_t bytes_ = 0;
@@ -96,7 +98,7 @@ class CurlHttpClient::Transfer final {
 };
 
 Status CurlHttpClient::Transfer::configure() {
-  const std::string what = "GET " + request_.url;
+  const std::string what = (request_.body ? "POST " : "GET ") + request_.url;
   easy_.reset(curl_easy_init());
   if (!easy_) return Status::internal(what + ": cannot create a curl handle");
   if (!request_.outputPath.empty()) {
@@ -137,7 +139,14 @@ Status CurlHttpClient::Transfer::configure() {
   set(CURLOPT_CONNECTTIMEOUT_MS, milliseconds(request_.connectTimeout));
   set(CURLOPT_MAXFILESIZE_LARGE, maxBytes);
   if (!request_.useProxy) set(CURLOPT_NOPROXY, "*");
-  set(CURLOPT_USERAGENT, "nodewarden-agent/" NODEWARDEN_VERSION);
+  set(CURLOPT_USERAGENT, "nodewarden/" NODEWARDEN_VERSION);
+  if (request_.body) {
+    set(CURLOPT_POSTFIELDS, request_.body->data());
+    set(CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(request_.body->size()));
+    const std::string contentType = "Content-Type: " + request_.contentType;
+    headers_.reset(curl_slist_append(nullptr, contentType.c_str()));
+    set(CURLOPT_HTTPHEADER, headers_.get());
+  }
   if (code != CURLE_OK) {
     return Status::internal(what + ": set up the transfer: " + curl_easy_strerror(code));
   }

@@ -10,7 +10,8 @@
 
 namespace nodewarden::core {
 
-// One HTTP(S) GET. The body goes to a file the caller names, or into memory.
+// One HTTP(S) GET, or a POST when it has a body. The response's body goes
+// to a file the caller names, or into memory.
 struct HttpRequest {
   std::string url;
   // PEM bundle of trusted CAs; empty: the system's bundle.
@@ -31,6 +32,9 @@ struct HttpRequest {
   // Off: connect directly, whatever http_proxy and friends in the agent's
   // environment say; a check of a local endpoint must not go through a proxy.
   bool useProxy = true;
+  // Set: the request is a POST of this body, of this type.
+  std::optional<std::string> body;
+  std::string contentType = "application/json";
 };
 
 // A completed exchange, whatever its status code.

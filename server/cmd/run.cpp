@@ -9,6 +9,7 @@
 
 #include "agent/cmd/arguments.h"
 #include "agent/cmd/commands.h"
+#include "agent/core/curl_http_client.h"
 #include "agent/core/log.h"
 #include "agent/core/loop.h"
 #include "agent/daemon/service_notifier.h"
@@ -151,7 +152,16 @@ int run(int argc, char** argv) {
   }
   core::LoopClock clock(**loop);
   daemon::SdServiceNotifier notifier;
-  AlertMonitor alerts(clock, **store, registry, *config);
+  std::unique_ptr<core::CurlHttpClient> webhook;
+  if (!config->webhookUrl.empty()) {
+    auto client = core::CurlHttpClient::create(**loop);
+    if (!client) {
+      NW_LOG(log, critical, "Failed to set up the alert webhook: {}", client.status().message());
+      return kExitInvalid;
+    }
+    webhook = std::move(*client);
+  }
+  AlertMonitor alerts(clock, **store, registry, *config, webhook.get());
   alerts.start();
 
   NW_LOG(log, info, "nodewarden-server {} serving nodes on {} (CA pin {}), admin on {}",

@@ -1,6 +1,9 @@
 #include "server/service/alert_monitor.h"
 
+#include <fmt/chrono.h>
 #include <fmt/format.h>
+
+#include <nlohmann/json.hpp>
 
 #include "agent/core/duration.h"
 #include "agent/core/log.h"
@@ -15,8 +18,8 @@ const auto kLog = core::log::category("alerts");
 }  // namespace
 
 AlertMonitor::AlertMonitor(core::Clock& clock, Store& store, const NodeRegistry& registry,
-                           const ServerConfig& config)
-    : clock_(clock), store_(store), registry_(registry), config_(config) {}
+                           const ServerConfig& config, core::HttpClient* webhook)
+    : clock_(clock), store_(store), registry_(registry), config_(config), webhook_(webhook) {}
 
 void AlertMonitor::start() {
   timer_ = clock_.createTimer([this] {
@@ -41,6 +44,7 @@ void AlertMonitor::set(const NodeRecord& node, const std::string& kind, const st
              resolved.status().message());
     } else if (*resolved) {
       NW_LOG(kLog, info, "Resolved: {} on node {}", kind, node.name);
+      post(node, kind, "", /*firing=*/false, now);
     }
     return;
   }
@@ -51,7 +55,40 @@ void AlertMonitor::set(const NodeRecord& node, const std::string& kind, const st
            raised.status().message());
   } else if (*raised) {
     NW_LOG(kLog, warn, "Alert: {} on node {}: {}", kind, node.name, message);
+    post(node, kind, message, /*firing=*/true, now);
   }
+}
+
+// One POST per change; a webhook that fails misses that change (logged).
+void AlertMonitor::post(const NodeRecord& node, const std::string& kind, const std::string& message,
+                        bool firing, std::chrono::system_clock::time_point now) {
+  if (webhook_ == nullptr) return;
+  const nlohmann::json alert = {
+      {"node", node.name},
+      {"group", node.group},
+      {"kind", kind},
+      {"status", firing ? "firing" : "resolved"},
+      {"message", message},
+      {"time", fmt::format("{:%Y-%m-%dT%H:%M:%SZ}",
+                           fmt::gmtime(std::chrono::system_clock::to_time_t(now)))}};
+  core::HttpRequest request;
+  request.url = config_.webhookUrl;
+  request.body = alert.dump();
+  request.timeout = std::chrono::seconds(10);
+  request.connectTimeout = std::chrono::seconds(5);
+  request.followRedirects = false;
+  request.maxBytes = 64 * 1024;
+  const std::string url = request.url;
+  webhook_->get(std::move(request),
+                [url, kind, name = node.name](core::Result<core::HttpResponse> response) {
+                  if (!response) {
+                    NW_LOG(kLog, err, "Failed to post alert {} of {} to {}: {}, ignoring", kind,
+                           name, url, response.status().message());
+                  } else if (response->status < 200 || response->status >= 300) {
+                    NW_LOG(kLog, err, "Webhook {} answered {} to alert {} of {}, ignoring", url,
+                           response->status, kind, name);
+                  }
+                });
 }
 
 void AlertMonitor::check(std::chrono::system_clock::time_point now) {

@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "agent/core/clock.h"
+#include "agent/core/http_client.h"
 #include "server/cmd/server_config.h"
 #include "server/service/node_service.h"
 #include "server/store/store.h"
@@ -13,11 +14,12 @@ namespace nodewarden::server {
 // fuller than diskPercent (DiskUsage), a node not connected and not heard
 // from for notSeenFor (NotSeen), a component crash-looping (CrashLooping).
 // An alert is raised once and stays until what raised it is gone; both are
-// logged.
+// logged, and POSTed as JSON to the webhook when one is configured.
 class AlertMonitor final {
  public:
+  // `webhook` null: no webhook.
   AlertMonitor(core::Clock& clock, Store& store, const NodeRegistry& registry,
-               const ServerConfig& config);
+               const ServerConfig& config, core::HttpClient* webhook = nullptr);
 
   void start();
   // One pass over the fleet at `now`; the timer calls it, and tests.
@@ -27,11 +29,14 @@ class AlertMonitor final {
   const AlertLimits& limitsOf(const std::string& group) const;
   void set(const NodeRecord& node, const std::string& kind, const std::string& message,
            std::chrono::system_clock::time_point now);
+  void post(const NodeRecord& node, const std::string& kind, const std::string& message,
+            bool firing, std::chrono::system_clock::time_point now);
 
   core::Clock& clock_;
   Store& store_;
   const NodeRegistry& registry_;
   const ServerConfig& config_;
+  core::HttpClient* webhook_;
   std::unique_ptr<core::Timer> timer_;
 };
 

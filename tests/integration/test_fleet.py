@@ -236,3 +236,80 @@ def test_three_nodes_converge_a_pushed_state_and_survive_a_server_restart(
         status = a.run(["nodewarden-agent", "status"]).stdout
         assert "Server: connected to " + server.address in status
         assert "enforcing workers@2" in status
+
+
+class Webhook:
+    """An HTTP endpoint on the host's loopback that keeps what is POSTed to it."""
+
+    def __init__(self):
+        import http.server
+        import threading
+        self.received: list[dict] = []
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                owner.received.append(json.loads(body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_limits_raise_alerts_listed_and_posted_to_the_webhook(node, build_dir, tmp_path):
+    webhook = Webhook()
+    extra = ("alerting:\n"
+             "  checkInterval: 1s\n"
+             f"  webhookUrl: {webhook.url}\n"
+             "  limits: {diskPercent: 1, notSeenFor: 4s}\n")
+    try:
+        with Server(build_dir, config_extra=extra) as server:
+            state = tmp_path / "workers.yaml"
+            state.write_text(group_state("alerts") + """  - name: crasher.service
+    state: running
+    content: |
+      [Service]
+      ExecStart=/bin/false
+""")
+            server.admin("state", "set", "--group", "workers", str(state))
+            enroll_node(node, build_dir, server, server.create_token("workers"), "alerted")
+            node.write_file("/etc/nodewarden/agent.yaml",
+                            node.read_file("/etc/nodewarden/agent.yaml").decode() +
+                            "healing: {crashLoopRestarts: 2}\n")
+            node.systemctl("restart", AGENT_UNIT)
+
+            def kinds(all_=False):
+                args = ("alerts", "list", "--all") if all_ else ("alerts", "list")
+                return {(a["node"], a["kind"]) for a in server.admin_json(*args).get("alerts", [])}
+
+            # The root disk is over 1 % and crasher.service keeps failing.
+            server.wait_for("DiskUsage and CrashLooping alerts", lambda: {
+                ("alerted", "DiskUsage"), ("alerted", "CrashLooping")} <= kinds())
+            listed = server.admin("alerts", "list").stdout
+            assert "crasher.service is crash-looping" in listed
+            assert "% full (limit 1%)" in listed
+
+            # The node goes quiet: NotSeen once the limit has passed; back, it resolves.
+            node.systemctl("stop", AGENT_UNIT)
+            server.wait_for("a NotSeen alert", lambda: ("alerted", "NotSeen") in kinds())
+            node.systemctl("start", AGENT_UNIT)
+            server.wait_for("NotSeen resolved", lambda: ("alerted", "NotSeen") not in kinds())
+            assert ("alerted", "NotSeen") in kinds(all_=True)
+
+            posted = {(a["kind"], a["status"]) for a in webhook.received}
+            assert {("DiskUsage", "firing"), ("CrashLooping", "firing"), ("NotSeen", "firing"),
+                    ("NotSeen", "resolved")} <= posted
+            assert all(a["node"] == "alerted" and a["group"] == "workers"
+                       for a in webhook.received)
+    finally:
+        webhook.close()

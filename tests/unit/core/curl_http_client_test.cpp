@@ -79,6 +79,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.reply(302, location="http://127.0.0.1:9/files/small")
         return self.reply(404, b"no such path\n")
 
+    def do_POST(self):
+        # Echoes the body and its type, as "TYPE\nBODY".
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.reply(201, self.headers.get("Content-Type", "").encode() + b"\n" + body)
+
 class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     request_queue_size = 64
@@ -258,6 +263,15 @@ TEST_F(CurlHttpClientTest, DownloadsToAPrivateFile) {
   struct stat st {};
   ASSERT_EQ(::stat(get.outputPath.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
+TEST_F(CurlHttpClientTest, PostsABodyWithItsType) {
+  HttpRequest post = request("/hooks/alert");
+  post.body = R"({"kind": "DiskUsage"})";
+  auto response = fetch(std::move(post));
+  ASSERT_TRUE(response) << response.status().message();
+  EXPECT_EQ(response->status, 201);
+  EXPECT_EQ(response->body, "application/json\n{\"kind\": \"DiskUsage\"}");
 }
 
 TEST_F(CurlHttpClientTest, ReturnsAnErrorStatusAsAResponse) {

@@ -170,7 +170,7 @@ void printHeader(const Json& status, std::ostream& out, const StatusTextOptions&
     line += text(server, "enforcing").empty() ? ", no state from it yet"
                                               : ", enforcing " + text(server, "enforcing");
     if (auto n = integer(server, "spooled"); n && *n > 0) {
-      line += ", " + std::to_string(*n) + " reports spooled";
+      line += ", " + std::to_string(*n) + (*n == 1 ? " report" : " reports") + " spooled";
     }
     out << "    Server: " << line << "\n";
   }

@@ -113,6 +113,7 @@ core::Result<Identity> enroll(const EnrollOptions& options, const IdentityFiles&
   request.set_token(options.token);
   request.set_node_name(options.nodeName);
   request.set_csr(*csr);
+  request.mutable_labels()->insert(options.labels.begin(), options.labels.end());
   v1::EnrollResponse response;
   if (auto status = enrollment->Enroll(callContext().get(), request, &response); !status.ok()) {
     return core::Status::failedPrecondition("enroll with " + options.server + ": " +

@@ -30,6 +30,7 @@ struct EnrollOptions {
   std::string token;       // abcdef.0123456789abcdef
   std::string caCertHash;  // sha256:<hex of the CA's SubjectPublicKeyInfo>
   std::string nodeName;
+  std::map<std::string, std::string> labels;
 };
 
 // Enrolls the way `kubeadm join` does: fetches the cluster's CA over TLS

@@ -157,7 +157,7 @@ void FleetClient::enrollInBackground() {
   status_ = "enrolling with " + config_.server;
   NW_LOG(kLog, info, "Enrolling as {} with {}", config_.nodeName, config_.server);
   EnrollOptions options{config_.server, config_.bootstrapToken, config_.caCertHash,
-                        config_.nodeName};
+                        config_.nodeName, config_.labels};
   enrolling_ = std::thread([this, options, files = files_, alive = alive_] {
     auto identity = enroll(options, files);
     loop_.post([this, alive, identity = std::move(identity)]() mutable {

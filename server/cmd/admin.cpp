@@ -294,8 +294,8 @@ constexpr char kNodesUsage[] = R"(Usage: nodewarden-server nodes list [--json]
 
 Enrolled nodes: their group, when they were last seen, the desired state
 they were sent and the one they applied, and their conditions. A revoked
-node's certificate is refused from then on; it must enroll again with a new
-token to come back.
+node's certificate is refused from then on, and so is its name: a machine
+comes back by enrolling under a new name.
 )";
 
 int nodes(int argc, char** argv) {

@@ -1,3 +1,4 @@
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -72,6 +73,29 @@ int run(int argc, char** argv) {
     NW_LOG(log, critical, "Failed to set up the state directory: {}", s.message());
     return kExitInvalid;
   }
+  // Signals are blocked here, before gRPC starts its threads, so that they
+  // inherit the mask and SIGTERM reaches the loop rather than ending the
+  // process wherever it lands.
+  auto loop = core::Loop::create();
+  if (!loop) {
+    NW_LOG(log, critical, "Failed to set up the event loop: {}", loop.status().message());
+    return kExitInvalid;
+  }
+  if (core::Status s = (*loop)->exitOnTerminationSignals(); !s) {
+    NW_LOG(log, critical, "Failed to set up signals: {}", s.message());
+    return kExitInvalid;
+  }
+  auto hangup = (*loop)->addSignal(SIGHUP, [&] {
+    NW_LOG(log, info, "Nothing is reloaded on SIGHUP; restart the server to apply {}", configPath);
+  });
+  if (!hangup) {
+    NW_LOG(log, critical, "Failed to set up signals: {}", hangup.status().message());
+    return kExitInvalid;
+  }
+  if (core::Status s = (*loop)->enableWatchdog(); !s) {
+    NW_LOG(log, warn, "Failed to enable the watchdog: {}, ignoring", s.message());
+  }
+
   auto store = SqliteStore::open(config->stateDirectory + "/store.db");
   if (!store) {
     NW_LOG(log, critical, "Failed to open the store: {}", store.status().message());
@@ -138,18 +162,6 @@ int run(int argc, char** argv) {
     return kExitInvalid;
   }
 
-  auto loop = core::Loop::create();
-  if (!loop) {
-    NW_LOG(log, critical, "Failed to set up the event loop: {}", loop.status().message());
-    return kExitInvalid;
-  }
-  if (core::Status s = (*loop)->exitOnTerminationSignals(); !s) {
-    NW_LOG(log, critical, "Failed to set up signals: {}", s.message());
-    return kExitInvalid;
-  }
-  if (core::Status s = (*loop)->enableWatchdog(); !s) {
-    NW_LOG(log, warn, "Failed to enable the watchdog: {}, ignoring", s.message());
-  }
   core::LoopClock clock(**loop);
   daemon::SdServiceNotifier notifier;
   std::unique_ptr<core::CurlHttpClient> webhook;

@@ -98,7 +98,11 @@ void AlertMonitor::check(std::chrono::system_clock::time_point now) {
     return;
   }
   for (const NodeRecord& node : *nodes) {
-    if (node.revoked) continue;
+    if (node.revoked) {
+      // Out of the fleet: nothing about it is news any more.
+      for (const char* kind : {"NotSeen", "DiskUsage", "CrashLooping"}) set(node, kind, "", now);
+      continue;
+    }
     const AlertLimits& limits = limitsOf(node.group);
 
     std::string notSeen;

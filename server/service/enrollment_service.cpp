@@ -95,8 +95,12 @@ grpc::Status EnrollmentService::Enroll(grpc::ServerContext* context,
   if (!certificate) {
     return grpc::Status(grpc::StatusCode::INTERNAL, certificate.status().message());
   }
-  Enrollment enrollment{
-      parsed->id, request->node_name(), certificate->serialHex(), certificate->notAfter(), {}};
+  Enrollment enrollment{parsed->id,
+                        request->node_name(),
+                        certificate->serialHex(),
+                        certificate->notAfter(),
+                        Labels(request->labels().begin(), request->labels().end()),
+                        certificate->publicKeyPin()};
   auto node = store_.enroll(enrollment, now);
   if (!node) {
     NW_LOG(kLog, warn, "Refused to enroll {} from {}: {}", request->node_name(), context->peer(),

@@ -241,8 +241,19 @@ class NodeStream final : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Se
     NW_LOG(kLog, info, "Node {} ({}) connected; it enforces {}", name_, group_,
            hello.desired_version().empty() ? "no state" : hello.desired_version());
 
+    uint64_t applied = (*record)->lastSequence;
+    if (hello.last_sequence() < applied) {
+      // The node numbers from a lower point than the server has seen: it lost
+      // its spool (a reinstalled machine). Its new messages count.
+      NW_LOG(kLog, warn, "Node {} starts its messages over at {} (had sent {}); accepting them",
+             name_, hello.last_sequence(), applied);
+      if (core::Status s = store_.restartSequence(name_, hello.last_sequence()); !s) {
+        return storeFailed(s);
+      }
+      applied = hello.last_sequence();
+    }
     // What the server already holds, so the node drops it from its spool.
-    ack((*record)->lastSequence);
+    ack(applied);
     if (auto desired = states_.forNode(name_, group_);
         desired && desired->version() != hello.desired_version()) {
       if (core::Status s = store_.setDesiredVersion(name_, desired->version()); !s) {

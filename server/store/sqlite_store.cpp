@@ -76,6 +76,7 @@ CREATE TABLE nodes (
   last_seen INTEGER NOT NULL,
   certificate_serial TEXT NOT NULL,
   certificate_expires INTEGER NOT NULL,
+  key_pin TEXT NOT NULL DEFAULT '',
   revoked INTEGER NOT NULL DEFAULT 0,
   desired_version TEXT NOT NULL DEFAULT '',
   applied_version TEXT NOT NULL DEFAULT '',
@@ -124,7 +125,7 @@ constexpr std::string_view kTokenColumns =
 constexpr std::string_view kNodeColumns =
     "name, group_name, labels, enrolled, last_seen, certificate_serial, certificate_expires, "
     "revoked, desired_version, applied_version, last_result, facts, conditions, usage, "
-    "last_report, last_sequence, dropped";
+    "last_report, last_sequence, dropped, key_pin";
 constexpr std::string_view kStateColumns = "group_name, node, revision, document, updated";
 constexpr std::string_view kAlertColumns = "id, node, group_name, kind, message, since, resolved";
 
@@ -407,6 +408,7 @@ Result<NodeRecord> nodeFrom(const Statement& row) {
   node.lastReport = row.blob(14);
   node.lastSequence = uint64_t(row.integer(15));
   node.dropped = uint64_t(row.integer(16));
+  node.keyPin = row.text(17);
   return node;
 }
 
@@ -707,6 +709,13 @@ Result<NodeRecord> SqliteStore::enroll(const Enrollment& enrollment, Time now) {
   if (*existing && (*existing)->revoked) {
     return Status::failedPrecondition("node " + name + " was revoked");
   }
+  // A token lets a machine join, not take another's name: an enrolled node
+  // enrolls again (a lost certificate) only with the key it has.
+  if (*existing && !(*existing)->keyPin.empty() && (*existing)->keyPin != enrollment.keyPin) {
+    return Status::failedPrecondition("node " + name +
+                                      " is enrolled with another key; revoke it first, or "
+                                      "enroll this machine under another name");
+  }
 
   Labels labels = token.labels;
   for (const auto& [key, value] : enrollment.labels) labels[key] = value;
@@ -723,7 +732,7 @@ Result<NodeRecord> SqliteStore::enroll(const Enrollment& enrollment, Time now) {
     // node spooled before are still recognised as applied.
     auto statement = prepare(connection,
                              "UPDATE nodes SET group_name = ?, labels = ?, certificate_serial = ?, "
-                             "certificate_expires = ?, last_seen = ? WHERE name = ?",
+                             "certificate_expires = ?, last_seen = ?, key_pin = ? WHERE name = ?",
                              what);
     if (!statement) return statement.status();
     statement->bindText(token.group)
@@ -731,13 +740,14 @@ Result<NodeRecord> SqliteStore::enroll(const Enrollment& enrollment, Time now) {
         .bindText(enrollment.certificateSerial)
         .bindTime(enrollment.certificateExpires)
         .bindTime(now)
+        .bindText(enrollment.keyPin)
         .bindText(name);
     if (Status status = statement->run(); !status) return status;
   } else {
     auto statement =
         prepare(connection,
                 "INSERT INTO nodes (name, group_name, labels, enrolled, last_seen, "
-                "certificate_serial, certificate_expires) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "certificate_serial, certificate_expires, key_pin) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 what);
     if (!statement) return statement.status();
     statement->bindText(name)
@@ -746,7 +756,8 @@ Result<NodeRecord> SqliteStore::enroll(const Enrollment& enrollment, Time now) {
         .bindTime(now)
         .bindTime(now)
         .bindText(enrollment.certificateSerial)
-        .bindTime(enrollment.certificateExpires);
+        .bindTime(enrollment.certificateExpires)
+        .bindText(enrollment.keyPin);
     if (Status status = statement->run(); !status) return status;
   }
 
@@ -802,6 +813,13 @@ Status SqliteStore::touch(const std::string& node, Time now) {
   std::lock_guard lock(mutex_);
   return updateNode(*connection_, "UPDATE nodes SET last_seen = ? WHERE name = ?", node, what,
                     [&](Statement& statement) { statement.bindTime(now); });
+}
+
+Status SqliteStore::restartSequence(const std::string& node, uint64_t lastSequence) {
+  const std::string what = "restart the sequence of node " + node;
+  std::lock_guard lock(mutex_);
+  return updateNode(*connection_, "UPDATE nodes SET last_sequence = ? WHERE name = ?", node, what,
+                    [&](Statement& statement) { statement.bindInt(int64_t(lastSequence)); });
 }
 
 Status SqliteStore::setDesiredVersion(const std::string& node, const std::string& version) {

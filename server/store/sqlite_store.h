@@ -45,6 +45,7 @@ class SqliteStore final : public Store {
 
   core::Status recordHello(const std::string& node, const std::string& facts, Time now) override;
   core::Status touch(const std::string& node, Time now) override;
+  core::Status restartSequence(const std::string& node, uint64_t lastSequence) override;
   core::Status setDesiredVersion(const std::string& node, const std::string& version) override;
 
   core::Result<bool> recordReport(const std::string& node, uint64_t sequence,

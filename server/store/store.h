@@ -50,6 +50,7 @@ struct NodeRecord {
   std::string lastReport;     // blob
   uint64_t lastSequence = 0;  // of the last message applied, for exactly-once
   uint64_t dropped = 0;       // messages the node had to drop, summed
+  std::string keyPin;         // "sha256:..." of the key its certificate is for
 };
 
 // A desired-state document for a group (node empty) or a node's override
@@ -80,7 +81,8 @@ struct Enrollment {
   std::string nodeName;
   std::string certificateSerial;
   Time certificateExpires;
-  Labels labels;  // the node's own, merged over the token's
+  Labels labels;       // the node's own, merged over the token's
+  std::string keyPin;  // of the key the CSR is for
 };
 
 // A node sending events without end cannot fill the disk.
@@ -126,6 +128,10 @@ class Store {
                                                  Time now) = 0;
   // Marks the node seen at `now`.
   [[nodiscard]] virtual core::Status touch(const std::string& node, Time now) = 0;
+  // The node numbers its messages from `lastSequence` on, below what was
+  // applied (its spool was lost: a reinstalled machine): sets lastSequence.
+  [[nodiscard]] virtual core::Status restartSequence(const std::string& node,
+                                                     uint64_t lastSequence) = 0;
   // The version of the desired state the node should be running.
   [[nodiscard]] virtual core::Status setDesiredVersion(const std::string& node,
                                                        const std::string& version) = 0;

@@ -167,6 +167,40 @@ TEST_F(StoreTest, ReEnrollmentReplacesTheCertificateAndKeepsTheSequence) {
   EXPECT_FALSE(*store_->recordUsage("n1", 5, "again", at(40)));
 }
 
+TEST_F(StoreTest, ATokenDoesNotLetAnotherKeyTakeAnEnrolledName) {
+  ASSERT_TRUE(store_->putToken(makeToken("first")).isOk());
+  Enrollment mine = makeEnrollment("first", "n1", "s1");
+  mine.keyPin = "sha256:aaaa";
+  ASSERT_TRUE(store_->enroll(mine, at(10)).isOk());
+
+  Enrollment thief = makeEnrollment("first", "n1", "s2");
+  thief.keyPin = "sha256:bbbb";
+  auto refused = store_->enroll(thief, at(20));
+  ASSERT_FALSE(refused.isOk());
+  EXPECT_EQ(refused.status().code(), core::Status::Code::kFailedPrecondition);
+  EXPECT_EQ(refused.status().message(),
+            "node n1 is enrolled with another key; revoke it first, or enroll this machine "
+            "under another name");
+  EXPECT_EQ((*store_->node("n1"))->certificateSerial, "s1");
+  EXPECT_EQ((*store_->token("first"))->uses, 1u);
+
+  // The machine itself, with its own key, gets a new certificate.
+  Enrollment again = makeEnrollment("first", "n1", "s3");
+  again.keyPin = "sha256:aaaa";
+  ASSERT_TRUE(store_->enroll(again, at(30)).isOk());
+  EXPECT_EQ((*store_->node("n1"))->certificateSerial, "s3");
+  EXPECT_EQ((*store_->node("n1"))->keyPin, "sha256:aaaa");
+}
+
+TEST_F(StoreTest, ANodeThatLostItsSpoolStartsItsSequenceOver) {
+  enrollNode("n1");
+  ASSERT_TRUE(*store_->recordUsage("n1", 40, "old", at(20)));
+  ASSERT_TRUE(store_->restartSequence("n1", 0).isOk());
+  EXPECT_TRUE(*store_->recordUsage("n1", 1, "new", at(30)));
+  EXPECT_EQ((*store_->node("n1"))->usage, "new");
+  EXPECT_EQ(store_->restartSequence("nope", 0).code(), core::Status::Code::kNotFound);
+}
+
 TEST_F(StoreTest, RevokingAnUnknownNodeIsNotFound) {
   Status status = store_->revokeNode("ghost");
   EXPECT_EQ(status.code(), Code::kNotFound);

@@ -11,6 +11,7 @@
 
 #include "agent/core/atomic_file.h"
 #include "agent/core/duration.h"
+#include "agent/pki/bootstrap_token.h"
 #include "agent/state/loader.h"
 #include "nodewarden/v1/agent_config.pb.h"
 
@@ -102,12 +103,7 @@ core::Result<AgentConfig> loadAgentConfig(const std::string& path) {
     }
   }
   if (!connection.bootstrapToken.empty()) {
-    const std::string& token = connection.bootstrapToken;
-    const bool valid = token.size() == 23 && token[6] == '.' &&
-                       std::all_of(token.begin(), token.end(), [](char c) {
-                         return c == '.' || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-                       });
-    if (!valid) {
+    if (!pki::parseBootstrapToken(connection.bootstrapToken)) {
       fail(message.bootstrap_token().empty() ? "bootstrapTokenFile" : "bootstrapToken",
            "a bootstrap token looks like abcdef.0123456789abcdef");
     }

@@ -73,10 +73,16 @@ core::Result<ServerConfig> loadServerConfig(const std::string& path) {
     if (in.has_crash_looping()) out.crashLooping = in.crash_looping();
   };
   limits("alerting.limits", alerting.limits(), config.limits);
-  for (const auto& [group, groupLimits] : alerting.group_limits()) {
+  for (int i = 0; i < alerting.group_limits_size(); ++i) {
+    const v1::GroupLimits& group = alerting.group_limits(i);
+    const std::string field = "alerting.groupLimits[" + std::to_string(i) + "]";
+    if (group.group().empty()) fail(field + ".group", "names the group the limits are for");
+    if (config.groupLimits.contains(group.group())) {
+      fail(field + ".group", "\"" + group.group() + "\" has limits already");
+    }
     AlertLimits out = config.limits;
-    limits("alerting.groupLimits." + group, groupLimits, out);
-    config.groupLimits[group] = out;
+    limits(field + ".limits", group.limits(), out);
+    config.groupLimits[group.group()] = out;
   }
   if (!alerting.webhook_url().empty()) {
     const std::string& url = alerting.webhook_url();

@@ -50,8 +50,11 @@ grpc::Status AdminService::CreateToken(grpc::ServerContext*, const v1::CreateTok
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "a token names the group it enrolls into");
   }
-  if (request->ttl_seconds() < 0) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "a token's TTL is positive");
+  // Ten years: a token outliving the CA that signs its nodes is a mistake.
+  constexpr int64_t kMaxTtlSeconds = int64_t{10} * 366 * 24 * 3600;
+  if (request->ttl_seconds() < 0 || request->ttl_seconds() > kMaxTtlSeconds) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "a token's TTL is positive and at most 3660d (ten years)");
   }
   const auto now = std::chrono::system_clock::now();
   auto id = pki::randomToken(6, kTokenAlphabet);

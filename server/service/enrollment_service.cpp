@@ -29,25 +29,13 @@ grpc::Status fromStore(const core::Status& status) {
   }
 }
 
-bool lowerAlnum(std::string_view text) {
-  for (char c : text) {
-    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))) return false;
-  }
-  return true;
-}
-
 }  // namespace
 
 bool validNodeName(std::string_view name) {
+  constexpr size_t kMaxNodeName = 64;
   static const std::regex kName("[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*");
-  return !name.empty() && name.size() <= 253 && std::regex_match(name.begin(), name.end(), kName);
-}
-
-std::optional<BootstrapToken> parseBootstrapToken(std::string_view token) {
-  if (token.size() != 23 || token[6] != '.') return std::nullopt;
-  BootstrapToken parsed{std::string(token.substr(0, 6)), std::string(token.substr(7))};
-  if (!lowerAlnum(parsed.id) || !lowerAlnum(parsed.secret)) return std::nullopt;
-  return parsed;
+  return !name.empty() && name.size() <= kMaxNodeName &&
+         std::regex_match(name.begin(), name.end(), kName);
 }
 
 grpc::Status EnrollmentService::GetClusterInfo(grpc::ServerContext*,
@@ -77,7 +65,7 @@ grpc::Status EnrollmentService::Enroll(grpc::ServerContext* context,
   if (!validNodeName(request->node_name())) {
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "node name \"" + request->node_name() +
-                            "\" is not valid: lower-case letters, digits, '-' and '.'");
+                            "\" is not valid: at most 64 lower-case letters, digits, '-' and '.'");
   }
   auto token = store_.token(parsed->id);
   if (!token) return fromStore(token.status());

@@ -6,21 +6,18 @@
 #include <string>
 
 #include "agent/pki/authority.h"
+#include "agent/pki/bootstrap_token.h"
 #include "nodewarden/v1/control.grpc.pb.h"
 #include "server/store/store.h"
 
 namespace nodewarden::server {
 
-// Node names are Kubernetes node names: DNS subdomains, lower case.
+// Node names are DNS names, lower case, of at most 64 characters (the most
+// a certificate's common name holds).
 bool validNodeName(std::string_view name);
 
-// Bootstrap tokens in kubeadm's format: "[a-z0-9]{6}.[a-z0-9]{16}", an id
-// and a secret.
-struct BootstrapToken {
-  std::string id;
-  std::string secret;
-};
-std::optional<BootstrapToken> parseBootstrapToken(std::string_view token);
+using pki::BootstrapToken;
+using pki::parseBootstrapToken;
 
 // Enrollment: the cluster's CA signed with a bootstrap token, and a node
 // certificate for a CSR and a valid token. Reached without a client

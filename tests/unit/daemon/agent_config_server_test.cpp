@@ -148,6 +148,10 @@ TEST_F(AgentConfigServerTest, AMalformedTokenIsRefused) {
            "abcdef-0123456789abcdef",   // another separator
            "abcdefg.123456789abcdef",   // the dot out of place
            "abc_ef.0123456789abcdef",
+           // The right length with a second dot: the server would refuse it.
+           "abcdef.0123456.89abcdef",
+           "abcdef..123456789abcdef",
+           "abcdef.0123456789abcde.",
        }) {
     EXPECT_THAT(errorOf("bootstrapToken: \"" + token + "\"\n"),
                 HasSubstr(path_ + ": bootstrapToken: a bootstrap token looks like "

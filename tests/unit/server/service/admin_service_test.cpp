@@ -115,6 +115,18 @@ TEST_F(AdminServiceTest, ATokenLastsItsTtl) {
   EXPECT_LE(token.expires_us(), micros(std::chrono::system_clock::now() + 10min));
 }
 
+TEST_F(AdminServiceTest, ATtlPastTenYearsIsRefusedAndNoTokenMade) {
+  v1::CreateTokenRequest request;
+  request.set_group("workers");
+  // `token create --ttl 100000d`: the expiry would not fit the clock.
+  request.set_ttl_seconds(int64_t{100000} * 24 * 3600);
+  v1::TokenInfo token;
+  grpc::Status status = createToken(request, token);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(status.error_message(), "a token's TTL is positive and at most 3660d (ten years)");
+  EXPECT_TRUE(store_->tokens()->empty());
+}
+
 TEST_F(AdminServiceTest, EveryTokenIsNew) {
   v1::CreateTokenRequest request;
   request.set_group("workers");

@@ -244,15 +244,35 @@ TEST_F(EnrollmentServiceTest, AMalformedTokenIsInvalid) {
   EXPECT_FALSE(enrolled("node-1"));
 }
 
-TEST(ValidNodeNameTest, AcceptsKubernetesNodeNames) {
+TEST(ValidNodeNameTest, AcceptsKubernetesNodeNamesThatFitACertificate) {
   EXPECT_TRUE(validNodeName("node-1"));
   EXPECT_TRUE(validNodeName("1"));
   EXPECT_TRUE(validNodeName("ip-10-0-0-1.eu-west-1.compute.internal"));
+  // The name is the certificate's common name, which holds 64 characters.
   std::string longest;
-  while (longest.size() < 253) longest += longest.empty() ? "a" : ".a";
-  ASSERT_EQ(longest.size(), 253u);
+  while (longest.size() < 63) longest += longest.empty() ? "a" : ".a";
+  longest += "b";
+  ASSERT_EQ(longest.size(), 64u);
   EXPECT_TRUE(validNodeName(longest));
   EXPECT_FALSE(validNodeName(longest + "a"));
+}
+
+TEST_F(EnrollmentServiceTest, TheLongestNodeNameEnrolls) {
+  const std::string name = "ip-10-0-0-1.eu-west-1.compute.internal.example-corporation.net";
+  ASSERT_EQ(name.size(), 62u);
+  putToken("abcdef", "0123456789abcdef", "workers");
+  auto key = pki::PrivateKey::generate();
+  ASSERT_TRUE(key.isOk());
+  auto csr = pki::makeCsr(*key, name);
+  ASSERT_TRUE(csr.isOk()) << csr.status().message();
+  v1::EnrollRequest request;
+  request.set_token("abcdef.0123456789abcdef");
+  request.set_node_name(name);
+  request.set_csr(*csr);
+  v1::EnrollResponse response;
+  grpc::ServerContext context;
+  grpc::Status status = service_->Enroll(&context, &request, &response);
+  EXPECT_TRUE(status.ok()) << status.error_message();
 }
 
 TEST(ParseBootstrapTokenTest, SplitsIdAndSecret) {

@@ -178,5 +178,39 @@ TEST_F(ServerConfigTest, AnUnreadableFileIsAnErrorNotTheDefaults) {
   EXPECT_FALSE(config.isOk());
 }
 
+TEST_F(ServerConfigTest, AGroupsLimitsStartFromTheFleetsAndAreChecked) {
+  auto config = load(R"(alerting:
+  limits:
+    diskPercent: 80
+    notSeenFor: 3m
+  groupLimits:
+    - group: gpu
+      limits:
+        diskPercent: 95
+        notSeenFor: 10m
+    - group: edge
+      limits:
+        crashLooping: false
+)");
+  ASSERT_TRUE(config.isOk()) << config.status().message();
+  ASSERT_EQ(config->groupLimits.size(), 2u);
+  EXPECT_EQ(config->groupLimits.at("gpu").diskPercent, 95u);
+  EXPECT_EQ(config->groupLimits.at("gpu").notSeenFor, std::chrono::minutes(10));
+  EXPECT_TRUE(config->groupLimits.at("gpu").crashLooping);
+  EXPECT_EQ(config->groupLimits.at("edge").diskPercent, 80u);
+  EXPECT_EQ(config->groupLimits.at("edge").notSeenFor, std::chrono::minutes(3));
+  EXPECT_FALSE(config->groupLimits.at("edge").crashLooping);
+
+  auto twice = load("alerting:\n  groupLimits:\n    - group: gpu\n    - group: gpu\n");
+  ASSERT_FALSE(twice.isOk());
+  EXPECT_THAT(twice.status().message(),
+              ::testing::HasSubstr("alerting.groupLimits[1].group: \"gpu\" has limits already"));
+  auto percent =
+      load("alerting:\n  groupLimits:\n    - group: db\n      limits: {diskPercent: 150}\n");
+  ASSERT_FALSE(percent.isOk());
+  EXPECT_THAT(percent.status().message(),
+              ::testing::HasSubstr("alerting.groupLimits[0].limits.diskPercent: is a percentage"));
+}
+
 }  // namespace
 }  // namespace nodewarden::server

@@ -18,6 +18,7 @@
 #include <string>
 
 #include <google/protobuf/descriptor.pb.h>
+#include <grpcpp/grpcpp.h>
 #include <prometheus/counter.h>
 #include <prometheus/registry.h>
 #include <spdlog/sinks/stdout_sinks.h>
@@ -70,6 +71,9 @@ int main() {
   google::protobuf::FileDescriptorProto message;
   message.GetReflection()->SetString(&message, message.GetDescriptor()->FindFieldByName("name"),
                                      "floor");
+
+  // gRPC, loaded (the agent talks to a server only when it has one).
+  (void)grpc::Version();
 
   // Logging and the metrics registry.
   auto logger = spdlog::stderr_logger_st("floor");

@@ -66,6 +66,9 @@ constexpr size_t kHeaderBytes = kMagic.size() + 4;
 constexpr std::string_view kMessageSuffix = ".msg";
 constexpr std::string_view kDroppedSuffix = ".dropped";
 constexpr char kFloorFile[] = "last-sequence";
+// Far above any count an agent reaches, and within what the server stores
+// (signed 64 bits): a number past it can only come from a damaged file.
+constexpr uint64_t kMaxSequence = uint64_t{1} << 62;
 constexpr mode_t kFileMode = 0600;
 constexpr mode_t kDirectoryMode = 0700;
 
@@ -154,7 +157,8 @@ std::optional<ParsedName> parseName(std::string_view name) {
     return std::nullopt;
   }
   auto [end, error] = std::from_chars(name.data(), name.data() + name.size(), parsed.sequence);
-  if (error != std::errc() || end != name.data() + name.size() || parsed.sequence == 0) {
+  if (error != std::errc() || end != name.data() + name.size() || parsed.sequence == 0 ||
+      parsed.sequence > kMaxSequence) {
     return std::nullopt;
   }
   return parsed;
@@ -278,7 +282,8 @@ core::Status Spool::load() {
       digits.remove_suffix(1);
     }
     auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), floor);
-    if (text && !digits.empty() && error == std::errc() && end == digits.data() + digits.size()) {
+    if (text && !digits.empty() && error == std::errc() && end == digits.data() + digits.size() &&
+        floor <= kMaxSequence) {
       floor_ = floor;
     } else {
       // Without the floor the last number used is unknown. The wall clock in
@@ -288,7 +293,7 @@ core::Status Spool::load() {
                                          std::chrono::system_clock::now().time_since_epoch())
                                          .count());
       NW_LOG(kLog, warn, "Failed to read {} (numbering on from {}): {}, ignoring", path, floor_,
-             text ? "not a number" : text.status().message());
+             text ? "not a sequence number" : text.status().message());
     }
   }
   lastSequence_ = std::max(floor_, entries_.empty() ? 0 : entries_.back().sequence);

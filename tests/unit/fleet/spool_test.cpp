@@ -222,6 +222,18 @@ TEST_F(SpoolTest, NumbersOnAboveAnUnreadableFloor) {
   EXPECT_GT(*next, 1u);
 }
 
+TEST_F(SpoolTest, TakesAFloorNoAgentCouldReachAsDamaged) {
+  // UINT64_MAX would make the next number 0, which the server refuses.
+  ASSERT_TRUE(core::writeFileAtomic(dir_ + "/last-sequence", "18446744073709551615\n",
+                                    {.mode = 0600})
+                  .isOk());
+  Spool spool = open();
+  auto next = spool.append(report("v1"));
+  ASSERT_TRUE(next.isOk());
+  EXPECT_GT(*next, 1u);
+  EXPECT_LE(*next, uint64_t{1} << 62);
+}
+
 TEST_F(SpoolTest, DropsTheOldestPastTheMessageLimitAndCountsThemOnce) {
   Spool spool = open({.maxMessages = 4});
   for (const char* version : {"v1", "v2", "v3", "v4"}) append(spool, version);

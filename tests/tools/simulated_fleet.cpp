@@ -11,11 +11,14 @@
 #include <cstdio>
 #include <deque>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <random>
+#include <sstream>
 #include <thread>
 #include <vector>
 
+#include "agent/core/atomic_file.h"
 #include "agent/fleet/keepalive.h"
 #include "agent/pki/certificate.h"
 #include "nodewarden/v1/control.grpc.pb.h"
@@ -37,6 +40,11 @@ constexpr auto kFirstRetry = std::chrono::seconds(1);
 constexpr auto kMaxRetry = std::chrono::seconds(30);
 constexpr auto kStopTimeout = std::chrono::seconds(30);
 constexpr size_t kProgressEvery = 1000;
+// In the state directory: each node's last sequence number, which a real
+// agent keeps in its spool. A node that numbered from 0 again would count as
+// reinstalled.
+constexpr std::string_view kSequencesFile = "/last-sequences";
+constexpr size_t kMaxSequencesBytes = 64 << 20;
 // Of each kind of failure, the first few are shown, then every kProgressEvery-th.
 constexpr size_t kErrorsShown = 10;
 
@@ -211,7 +219,13 @@ class Agent final {
   // The next report, numbered, for the stream that is up; or nothing.
   std::shared_ptr<AgentStream> nextReport(v1::AgentMessage& report);
 
-  // The server's answer to the hello: what it has stored already.
+  uint64_t lastSequence() {
+    std::lock_guard lock(mutex_);
+    return lastSequence_;
+  }
+
+  // The server's answer to the hello, what it has stored already; or what
+  // an earlier run used.
   void adoptSequence(uint64_t stored) {
     std::lock_guard lock(mutex_);
     lastSequence_ = std::max(lastSequence_, stored);
@@ -287,8 +301,12 @@ class LoadDriver final {
   void connectLoop();
   void reportLoop();
 
+  void loadSequences();
+  void saveSequences();
+
   const LoadOptions options_;
   std::vector<std::unique_ptr<Agent>> agents_;
+  std::map<std::string, uint64_t> sequences_;  // as read, for the nodes this run leaves out
   std::vector<std::thread> threads_;
   std::atomic<size_t> nextToEnroll_ = 0;
 
@@ -477,7 +495,43 @@ std::shared_ptr<AgentStream> Agent::nextReport(v1::AgentMessage& report) {
 
 }  // namespace
 
+void LoadDriver::loadSequences() {
+  std::error_code ignored;  // enrollInto() says what is wrong with the directory
+  std::filesystem::create_directories(options_.stateDirectory, ignored);
+  auto text =
+      core::readFile(options_.stateDirectory + std::string(kSequencesFile), kMaxSequencesBytes);
+  if (!text) return;  // a first run
+  std::istringstream lines(*text);
+  std::string name;
+  uint64_t sequence = 0;
+  while (lines >> name >> sequence) sequences_[name] = sequence;
+  for (auto& agent : agents_) {
+    if (auto it = sequences_.find(agent->name()); it != sequences_.end()) {
+      agent->adoptSequence(it->second);
+    }
+  }
+}
+
+void LoadDriver::saveSequences() {
+  for (const auto& agent : agents_) {
+    if (const uint64_t sequence = agent->lastSequence(); sequence > 0) {
+      sequences_[agent->name()] = sequence;
+    }
+  }
+  std::string text;
+  for (const auto& [name, sequence] : sequences_) {
+    text += name + " " + std::to_string(sequence) + "\n";
+  }
+  const std::string path = options_.stateDirectory + std::string(kSequencesFile);
+  if (core::Status s = core::writeFileAtomic(path, text, {.mode = 0644}); !s) {
+    say("Failed to save the sequence numbers: %s; the next run's agents will count as "
+        "reinstalled",
+        s.message().c_str());
+  }
+}
+
 void LoadDriver::start() {
+  loadSequences();
   for (size_t i = 0; i < std::min(kEnrollThreads, std::max<size_t>(options_.agents, 1)); ++i) {
     threads_.emplace_back([this] { enrollLoop(); });
   }
@@ -649,7 +703,10 @@ bool LoadDriver::stop() {
     if (auto stream = agent->stream()) stream->cancel();
   }
   std::unique_lock lock(mutex_);
-  return changed_.wait_for(lock, kStopTimeout, [this] { return liveStreams_ == 0; });
+  if (!changed_.wait_for(lock, kStopTimeout, [this] { return liveStreams_ == 0; })) return false;
+  lock.unlock();
+  saveSequences();
+  return true;
 }
 
 SimulatedFleet::SimulatedFleet(LoadOptions options)

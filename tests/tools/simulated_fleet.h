@@ -39,7 +39,8 @@ struct LoadOptions {
   EnrollTarget target;
   size_t agents = 0;
   std::chrono::milliseconds reportInterval = std::chrono::seconds(30);
-  // One directory per node under it, kept so that a second run skips enrollment.
+  // One directory per node under it, and the nodes' last sequence numbers:
+  // a second run skips enrollment and numbers on, as a restarted agent does.
   std::string stateDirectory;
 };
 

@@ -33,7 +33,7 @@ class SqliteConnection final {
  public:
   struct DatabaseDeleter {
     // close_v2 rather than close: it cannot fail with statements still open.
-    void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
+    void operator()(sqlite3* database) const { sqlite3_close_v2(database); }
   };
   struct StatementDeleter {
     void operator()(sqlite3_stmt* statement) const { sqlite3_finalize(statement); }

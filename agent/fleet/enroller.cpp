@@ -4,6 +4,7 @@
 #include <grpcpp/security/tls_credentials_options.h>
 
 #include "agent/core/atomic_file.h"
+#include "agent/fleet/keepalive.h"
 #include "agent/pki/certificate.h"
 #include "agent/pki/csr.h"
 #include "agent/pki/digest.h"
@@ -36,6 +37,23 @@ std::unique_ptr<grpc::ClientContext> callContext() {
 IdentityFiles identityFiles(const std::string& stateDirectory) {
   const std::string dir = stateDirectory + "/pki";
   return {dir + "/node.key", dir + "/node.crt", dir + "/ca.crt"};
+}
+
+std::shared_ptr<grpc::Channel> nodeChannel(const std::string& server, const Identity& identity) {
+  grpc::SslCredentialsOptions tls;
+  tls.pem_root_certs = identity.ca;
+  tls.pem_private_key = identity.key;
+  tls.pem_cert_chain = identity.certificate;
+  grpc::ChannelArguments arguments;
+  arguments.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, keepalive::kPingInterval.count());
+  arguments.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, keepalive::kPingTimeout.count());
+  arguments.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  arguments.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  arguments.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
+  // A channel of its own, not a connection gRPC finds alike and shares: one
+  // node, one connection.
+  arguments.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  return grpc::CreateCustomChannel(server, grpc::SslCredentials(tls), arguments);
 }
 
 core::Result<Identity> readIdentity(const IdentityFiles& files) {

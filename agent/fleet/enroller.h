@@ -1,9 +1,14 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <string>
 
 #include "agent/core/status.h"
+
+namespace grpc {
+class Channel;
+}
 
 namespace nodewarden::fleet {
 
@@ -21,6 +26,11 @@ struct Identity {
   std::string certificate;
   std::string ca;
 };
+
+// A channel to the server's node service, authenticated with `identity`,
+// with the keepalive the server expects (keepalive.h) and no retries of its
+// own: the client reconnects with its own backoff.
+std::shared_ptr<grpc::Channel> nodeChannel(const std::string& server, const Identity& identity);
 
 // The identity enrolled earlier, if the files are there and agree.
 core::Result<Identity> readIdentity(const IdentityFiles& files);

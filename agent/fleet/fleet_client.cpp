@@ -8,7 +8,6 @@
 #include <random>
 
 #include "agent/core/log.h"
-#include "agent/fleet/keepalive.h"
 #include "nodewarden/v1/control.grpc.pb.h"
 
 namespace nodewarden::fleet {
@@ -179,18 +178,7 @@ void FleetClient::enrolled(core::Result<Identity> identity) {
 }
 
 void FleetClient::connect() {
-  grpc::SslCredentialsOptions tls;
-  tls.pem_root_certs = identity_->ca;
-  tls.pem_private_key = identity_->key;
-  tls.pem_cert_chain = identity_->certificate;
-  grpc::ChannelArguments arguments;
-  arguments.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, keepalive::kPingInterval.count());
-  arguments.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, keepalive::kPingTimeout.count());
-  arguments.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  arguments.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
-  // Reconnection is ours, with our backoff.
-  arguments.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
-  auto channel = grpc::CreateCustomChannel(config_.server, grpc::SslCredentials(tls), arguments);
+  auto channel = nodeChannel(config_.server, *identity_);
 
   status_ = "connecting to " + config_.server;
   auto post = [&loop = loop_, this, alive = alive_](std::function<void(FleetClient&)> work) {

@@ -19,7 +19,6 @@
 #include <vector>
 
 #include "agent/core/atomic_file.h"
-#include "agent/fleet/keepalive.h"
 #include "agent/pki/certificate.h"
 #include "nodewarden/v1/control.grpc.pb.h"
 
@@ -187,22 +186,8 @@ class Agent final {
   const std::string& name() const { return name_; }
 
   void setChannel(const fleet::Identity& identity, const std::string& server) {
-    grpc::SslCredentialsOptions tls;
-    tls.pem_root_certs = identity.ca;
-    tls.pem_private_key = identity.key;
-    tls.pem_cert_chain = identity.certificate;
-    // As the agent's FleetClient sets up its channel.
-    grpc::ChannelArguments arguments;
-    arguments.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, fleet::keepalive::kPingInterval.count());
-    arguments.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, fleet::keepalive::kPingTimeout.count());
-    arguments.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-    arguments.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
-    arguments.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
-    // Otherwise gRPC may share one connection among channels it finds alike;
-    // every real node has its own.
-    arguments.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-    stub_ =
-        v1::Node::NewStub(grpc::CreateCustomChannel(server, grpc::SslCredentials(tls), arguments));
+    // The agent's own channel.
+    stub_ = v1::Node::NewStub(fleet::nodeChannel(server, identity));
   }
 
   v1::Node::Stub& stub() { return *stub_; }

@@ -88,7 +88,7 @@ class CurlHttpClient::Transfer final {
   Callback done_;
   EasyPtr easy_;
   std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> headers_{nullptr,
-                                                                      &curl_slist_free_all};
+                                                                       &curl_slist_free_all};
   UniqueFd output_;
   std::string body_;
   uint64_t bytes_ = 0;

@@ -225,9 +225,9 @@ TEST_F(SpoolTest, NumbersOnAboveAnUnreadableFloor) {
 TEST_F(SpoolTest, TakesAFloorNoAgentCouldReachAsDamaged) {
   // UINT64_MAX would make the next number 0, which the server refuses.
   { open(); }  // makes the directory
-  ASSERT_TRUE(core::writeFileAtomic(dir_ + "/last-sequence", "18446744073709551615\n",
-                                    {.mode = 0600})
-                  .isOk());
+  ASSERT_TRUE(
+      core::writeFileAtomic(dir_ + "/last-sequence", "18446744073709551615\n", {.mode = 0600})
+          .isOk());
   Spool spool = open();
   auto next = spool.append(report("v1"));
   ASSERT_TRUE(next.isOk());

@@ -92,10 +92,7 @@ uint32_t crc32(std::string_view data) {
 std::string encode(const v1::AgentMessage& message) {
   std::string payload;
   if (!message.SerializeToString(&payload)) return {};
-  const uint32_t crc = crc32(payload);
-  std::string data(kMagic);
-  for (int shift = 0; shift < 32; shift += 8) data.push_back(static_cast<char>(crc >> shift));
-  return data + payload;
+  return spoolRecord(payload);
 }
 
 core::Result<v1::AgentMessage> decode(std::string_view data) {
@@ -181,6 +178,13 @@ core::Status makeDirectory(const std::string& directory) {
 }
 
 }  // namespace
+
+std::string spoolRecord(std::string_view payload) {
+  const uint32_t crc = crc32(payload);
+  std::string data(kMagic);
+  for (int shift = 0; shift < 32; shift += 8) data.push_back(static_cast<char>(crc >> shift));
+  return data.append(payload);
+}
 
 Spool::Spool(std::string directory, Limits limits)
     : directory_(std::move(directory)), limits_(limits) {

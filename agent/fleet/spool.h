@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <deque>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "agent/core/status.h"
@@ -22,6 +23,10 @@ namespace nodewarden::fleet {
 // sent and acknowledged like any other, tells the server how many.
 //
 // Not thread-safe; lives on the loop thread.
+// A spool file's bytes for a serialized message: "NWS1", the CRC-32 of the
+// payload (little-endian), the payload.
+std::string spoolRecord(std::string_view payload);
+
 class Spool final {
  public:
   struct Limits {

@@ -14,7 +14,6 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <array>
 #include <cinttypes>
 #include <cstddef>
 #include <cstdint>
@@ -44,30 +43,6 @@ std::filesystem::path spoolDirectory;
 [[noreturn]] void fail(const std::string& what) {
   std::fprintf(stderr, "%s\n", what.c_str());
   std::abort();
-}
-
-constexpr std::array<uint32_t, 256> kCrcTable = [] {
-  std::array<uint32_t, 256> table{};
-  for (uint32_t i = 0; i < 256; ++i) {
-    uint32_t c = i;
-    for (int bit = 0; bit < 8; ++bit) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-    table[i] = c;
-  }
-  return table;
-}();
-
-// CRC-32 as zlib computes it, the spool's checksum.
-uint32_t crc32(std::string_view data) {
-  uint32_t c = 0xFFFFFFFFu;
-  for (unsigned char byte : data) c = kCrcTable[(c ^ byte) & 0xFF] ^ (c >> 8);
-  return c ^ 0xFFFFFFFFu;
-}
-
-std::string framed(std::string_view payload) {
-  const uint32_t crc = crc32(payload);
-  std::string data = "NWS1";
-  for (int shift = 0; shift < 32; shift += 8) data.push_back(static_cast<char>(crc >> shift));
-  return data.append(payload);
 }
 
 std::string fileName(uint8_t flags, uint8_t sequence) {
@@ -152,7 +127,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const uint8_t sequence = input.byte();
     const std::string_view content = input.piece();
     writeFile(spoolDirectory / fileName(flags, sequence),
-              (flags & 4) ? framed(content) : std::string(content));
+              (flags & 4) ? fleet::spoolRecord(content) : std::string(content));
   }
 
   fleet::Spool spool = openSpool();

@@ -8,6 +8,7 @@
 #include <random>
 
 #include "agent/core/log.h"
+#include "agent/fleet/reports.h"
 #include "nodewarden/v1/control.grpc.pb.h"
 
 namespace nodewarden::fleet {
@@ -24,10 +25,6 @@ constexpr auto kMaxRetryRefused = std::chrono::minutes(5);
 constexpr auto kStableAfter = std::chrono::seconds(60);
 // Spooled messages read at a time; more follow as these are written.
 constexpr size_t kPendingBatch = 64;
-
-int64_t micros(std::chrono::system_clock::time_point time) {
-  return std::chrono::duration_cast<std::chrono::microseconds>(time.time_since_epoch()).count();
-}
 
 }  // namespace
 
@@ -218,13 +215,7 @@ void FleetClient::received(v1::ServerMessage message) {
       NW_LOG(kLog, info, "Received desired state {}", desired.version());
       const std::string error = listener_.desiredState(desired.version(), desired.document());
       if (!error.empty()) {
-        v1::AgentMessage rejected;
-        auto* out = rejected.mutable_report();
-        out->set_desired_version(desired.version());
-        out->set_result("rejected");
-        out->set_error(error);
-        out->set_finished_at_us(micros(clock_.wallNow()));
-        report(std::move(rejected));
+        report(convergeReport(desired.version(), "rejected", error, nullptr, clock_));
       }
       break;
     }

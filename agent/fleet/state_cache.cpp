@@ -12,6 +12,19 @@ const auto kLog = core::log::category("fleet");
 
 }  // namespace
 
+StateCache::StateCache(std::string documentPath, std::string versionPath,
+                       std::function<void(const std::string& reason)> converge)
+    : documentPath_(std::move(documentPath)),
+      versionPath_(std::move(versionPath)),
+      converge_(std::move(converge)) {
+  if (auto version = core::readFile(versionPath_, 4096)) {
+    version_ = std::move(*version);
+    while (!version_.empty() && (version_.back() == '\n' || version_.back() == ' ')) {
+      version_.pop_back();
+    }
+  }
+}
+
 std::string StateCache::desiredState(const std::string& version, const std::string& document) {
   state::LoadResult loaded = state::loadString(document, "desired state " + version);
   if (!loaded.ok()) {
@@ -31,16 +44,9 @@ std::string StateCache::desiredState(const std::string& version, const std::stri
   if (core::Status s = core::writeFileAtomic(versionPath_, version + "\n", {.mode = 0600}); !s) {
     NW_LOG(kLog, err, "Failed to record the cached state's version: {}", s.message());
   }
+  version_ = version;
   converge_("desired state " + version + " from the server");
   return "";
-}
-
-std::string StateCache::enforcedVersion() const {
-  auto version = core::readFile(versionPath_, 4096);
-  if (!version) return "";
-  std::string out = std::move(*version);
-  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
-  return out;
 }
 
 }  // namespace nodewarden::fleet

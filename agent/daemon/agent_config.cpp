@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstdlib>
 
+#include "agent/core/address.h"
 #include "agent/core/atomic_file.h"
 #include "agent/core/duration.h"
 #include "agent/pki/bootstrap_token.h"
@@ -62,9 +63,7 @@ core::Result<AgentConfig> loadAgentConfig(const std::string& path) {
   config.metrics.enabled = message.metrics().enabled();
   if (!message.metrics().address().empty()) {
     const std::string& address = message.metrics().address();
-    const size_t colon = address.rfind(':');
-    if (colon == std::string::npos || colon == 0 || colon + 1 == address.size() ||
-        address.find_first_not_of("0123456789", colon + 1) != std::string::npos) {
+    if (!core::isHostPort(address)) {
       fail("metrics.address", "\"" + address + "\" is not host:port");
     }
     config.metrics.address = address;
@@ -79,9 +78,7 @@ core::Result<AgentConfig> loadAgentConfig(const std::string& path) {
   ServerConnection& connection = config.connection;
   if (!message.server().empty()) {
     const std::string& server = message.server();
-    const size_t colon = server.rfind(':');
-    if (colon == std::string::npos || colon == 0 || colon + 1 == server.size() ||
-        server.find_first_not_of("0123456789", colon + 1) != std::string::npos) {
+    if (!core::isHostPort(server)) {
       fail("server", "\"" + server + "\" is not host:port");
     }
     connection.server = server;

@@ -1,5 +1,6 @@
 #include "server/cmd/server_config.h"
 
+#include "agent/core/address.h"
 #include "agent/core/atomic_file.h"
 #include "agent/core/duration.h"
 #include "agent/state/loader.h"
@@ -39,9 +40,7 @@ core::Result<ServerConfig> loadServerConfig(const std::string& path) {
 
   if (!message.listen().empty()) {
     const std::string& listen = message.listen();
-    const size_t colon = listen.rfind(':');
-    if (colon == std::string::npos || colon + 1 == listen.size() ||
-        listen.find_first_not_of("0123456789", colon + 1) != std::string::npos) {
+    if (!core::isHostPort(listen, core::HostPart::kOptional)) {
       fail("listen", "\"" + listen + "\" is not host:port");
     }
     config.listen = listen;

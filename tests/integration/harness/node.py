@@ -278,6 +278,16 @@ class Node:
             self.write_file("/etc/systemd/system/nodewarden-agent.service", unit.read_text())
         self.systemctl("daemon-reload")
 
+    def install_server(self, build_dir: Path) -> None:
+        """Installs the server built in build_dir and the repository's unit file."""
+        binary = Path(build_dir) / "server/cmd/nodewarden-server"
+        if not binary.is_file():
+            raise FileNotFoundError(f"{binary} does not exist: build the server first")
+        self.write_file("/usr/bin/nodewarden-server", binary.read_bytes(), 0o755)
+        self.write_file("/etc/systemd/system/nodewarden-server.service",
+                        (REPO_ROOT / "systemd/nodewarden-server.service").read_text())
+        self.systemctl("daemon-reload")
+
     def wait_exit(self, timeout: float = 30.0) -> int:
         """Waits for the node to stop by itself; returns nspawn's status (REBOOT_STATUS: reboot)."""
         try:

@@ -19,10 +19,17 @@ from pathlib import Path
 
 import yaml  # python3-yaml, which cloud-init depends on
 
-from harness.node import REPO_ROOT
+import debian_packages
+from harness.node import REBOOT_STATUS, REPO_ROOT, Node
 
 USER_DATA = REPO_ROOT / "packaging/cloud-init/user-data.yaml"
-PACKAGE = "nodewarden-agent"
+PACKAGE = debian_packages.AGENT
+SEED = "/var/lib/cloud/seed/nocloud"
+# The image's settings, as its builder makes them, not the user-data's: nodes share the
+# host's network, which cloud-init must leave alone, and a minbase image has no
+# en_US.UTF-8 to make cloud-init's default locale of.
+IMAGE_SETTINGS = ("/etc/cloud/cloud.cfg.d/90-nodewarden-test.cfg",
+                  "network: {config: disabled}\nlocale: C.UTF-8\n")
 _PLACEHOLDER = re.compile(r"\$\{([A-Z0-9_]+)\}")
 
 
@@ -60,19 +67,19 @@ def unknown_keys(text: str) -> set[str]:
     return set(yaml.safe_load(text)) - known
 
 
-def agent_package(build_dir: Path, out_dir: Path,
-                  dist: Path = REPO_ROOT / "dist") -> tuple[Path, bool]:
+def agent_package(build_dir: Path, out_dir: Path) -> tuple[Path, bool]:
     """The agent's .deb, and whether it is the real one.
 
-    The real one is what scripts/package-deb put in dist/. Until it exists, a stand-in
+    The real one is what scripts/package-deb put in dist/ at packaging/debian/changelog's
+    version (scripts/test builds it). Until it exists, a stand-in
     made here from the build: the same binary and unit at the paths the package uses,
     depending on the Debian packages of the libraries the binary links. It has no
     maintainer scripts, so it neither enables nor starts the agent; the user-data's
     runcmd does both either way.
     """
-    built = sorted(dist.glob(f"{PACKAGE}_*.deb"), key=lambda p: p.stat().st_mtime)
-    if built:
-        return built[-1], True
+    built = debian_packages.deb(PACKAGE, debian_packages.current_version())
+    if built.is_file():
+        return built, True
     binary = Path(build_dir) / "agent/cmd/nodewarden-agent"
     if not binary.is_file():
         raise FileNotFoundError(f"{binary} does not exist: build the agent first")
@@ -195,3 +202,26 @@ class AptRepository:
 
 def keyring_b64(keyring: bytes) -> str:
     return base64.b64encode(keyring).decode()
+
+
+def first_boot(node: Node, user_data: str, hostname: str,
+               timeout: float = 300) -> subprocess.CompletedProcess:
+    """Boots `node` again as a new machine given `user_data`, through cloud-init's own
+    NoCloud datasource: the seed is put in /var/lib/cloud/seed/nocloud and the node
+    rebooted; at boot cloud-init's generator finds it and systemd runs its four stages.
+    `timeout` covers the whole boot, cloud-final (apt-get update, install) included.
+
+    Returns `cloud-init status --long` as run once the node is up.
+    """
+    if node.exists("/var/lib/cloud/instance"):
+        raise RuntimeError(f"{node.name}: cloud-init already ran; first_boot needs a new node")
+    node.write_file(f"{SEED}/user-data", user_data, mode=0o600)
+    node.write_file(f"{SEED}/meta-data",
+                    f"instance-id: iid-{node.name}\nlocal-hostname: {hostname}\n")
+    node.write_file(*IMAGE_SETTINGS)
+    node.run(["systemctl", "reboot"])
+    if (status := node.wait_exit()) != REBOOT_STATUS:
+        raise RuntimeError(f"{node.name} did not reboot (systemd-nspawn exited {status})")
+    node.boot_timeout = timeout
+    node.boot()
+    return node.run(["cloud-init", "status", "--long"], check=False)

@@ -18,11 +18,10 @@ import pytest
 
 import cloud_init
 from cloud_init import USER_DATA, AptRepository, fill, schema_check, unknown_keys
-from harness.node import REBOOT_STATUS, Node
+from harness.node import Node
 from harness.server import Server
 from test_fleet import applied, group_state
 
-SEED = "/var/lib/cloud/seed/nocloud"
 HOSTNAME = "cloud-worker-1"
 SAMPLE = {"SERVER": "10.0.0.10:9443", "TOKEN": "abcdef.0123456789abcdef",
           "CA_PIN": "sha256:" + "ab" * 32, "APT_REPO": "http://apt.example.net/nodewarden ./",
@@ -97,22 +96,7 @@ def test_user_data_makes_a_fresh_node_an_enrolled_converged_one(server, node: No
         user_data = fill(USER_DATA.read_text(), SERVER=server.address, TOKEN=token,
                          CA_PIN=server.ca_pin(), APT_REPO=f"{repo.url} ./",
                          APT_KEYRING_B64=cloud_init.keyring_b64(repo.keyring))
-        node.write_file(f"{SEED}/user-data", user_data, mode=0o600)
-        node.write_file(f"{SEED}/meta-data",
-                        f"instance-id: iid-{node.name}\nlocal-hostname: {HOSTNAME}\n")
-        # The image's settings, as its builder makes them, not the user-data's: nodes share
-        # the host's network, which cloud-init must leave alone, and a minbase image has no
-        # en_US.UTF-8 to make cloud-init's default locale of.
-        node.write_file("/etc/cloud/cloud.cfg.d/90-nodewarden-test.cfg",
-                        "network: {config: disabled}\nlocale: C.UTF-8\n")
-        assert not node.exists("/var/lib/cloud/instance"), "cloud-init ran before its seed"
-
-        node.run(["systemctl", "reboot"])
-        assert node.wait_exit() == REBOOT_STATUS
-        node.boot_timeout = 300  # the boot includes cloud-final: apt-get update and install
-        node.boot()
-
-        status = node.run(["cloud-init", "status", "--long"], check=False)
+        status = cloud_init.first_boot(node, user_data, HOSTNAME)
         assert status.returncode == 0, status.stdout + status.stderr
         assert "status: done" in status.stdout
         assert "enabled-by-generator" in status.stdout  # started by systemd at boot

@@ -83,7 +83,11 @@ class Node:
         return self._proc is not None and self._proc.poll() is None
 
     def boot(self) -> None:
-        """Boots the node, on its existing upper layer if it has one, and waits until it is up."""
+        """Boots the node, on its existing upper layer if it has one, and waits until it is up.
+
+        Boot it from a thread that outlives it: the container is halted when the thread
+        that booted it ends (nspawn's parent-death signal follows that thread).
+        """
         if self.running:
             raise RuntimeError(f"{self.name} is already running")
         deadline = time.monotonic() + self.boot_timeout

@@ -671,6 +671,8 @@ class Validator final {
     }
   }
 
+  static constexpr std::string_view kOwnPackage = "nodewarden-agent";
+
   void checkPackages(const v1::NodeState& state) {
     std::unordered_map<std::string_view, std::string> names;
     for (int i = 0; i < state.packages_size(); ++i) {
@@ -684,6 +686,12 @@ class Validator final {
                  !inserted) {
         error(at + ".name",
               package.name() + " is already declared at " + sources_.describe(first->second));
+      } else if (package.name() == kOwnPackage) {
+        // The package's upgrade restarts the agent, and stopping the agent ends every
+        // process of its unit: the package manager would die mid-transaction.
+        error(at + ".name",
+              "the agent does not manage its own package; upgrade nodewarden-agent with apt "
+              "or dnf from outside the agent (see Upgrading in docs/operations.md)");
       }
       if (!v1::PackageEnsure_IsValid(package.ensure())) {
         error(at + ".ensure", "unknown value " + std::to_string(package.ensure()));

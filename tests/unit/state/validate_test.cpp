@@ -410,6 +410,18 @@ TEST(ValidateTest, PackageVersionsGoWithEnsurePresent) {
                           "leave hold out"));
 }
 
+TEST(ValidateTest, TheAgentDoesNotManageItsOwnPackage) {
+  for (std::string_view ensure : {"present", "latest", "absent"}) {
+    EXPECT_THAT(
+        errorsOf("packages:\n  - {name: nodewarden-agent, ensure: " + std::string(ensure) + "}\n"),
+        ElementsAre("node.yaml:4:12: packages[0].name: the agent does not manage its own "
+                    "package; upgrade nodewarden-agent with apt or dnf from outside the "
+                    "agent (see Upgrading in docs/operations.md)"))
+        << ensure;
+  }
+  EXPECT_THAT(errorsOf("packages:\n  - {name: nodewarden-server}\n"), IsEmpty());
+}
+
 constexpr std::string_view kDigest =
     "109bd2607b054a477ede31c55ae814eae8e75543126dc4cea40b04424d843489";
 

@@ -31,7 +31,7 @@ changes nothing.
   --job-timeout DURATION  How long a systemd job may take (default 90s)
 
 Exit status: 0 nothing changed, 2 changed, 4 failures, 6 changes and failures,
-1 invalid state or arguments (nothing changed). With --dry-run: 0 when the node
+1 invalid state, 64 bad arguments (nothing changed). With --dry-run: 0 when the node
 is in its desired state, 2 when the plan has changes.
 )";
 

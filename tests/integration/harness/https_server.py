@@ -105,14 +105,17 @@ def stand_in(name: str) -> bytes:
     return f"#!/bin/sh\necho '{name} stand-in for tests'\n".encode()
 
 
-def serve_artifacts(state: str, server: HttpsServer, ca_path: str) -> str:
+def serve_artifacts(state: str, server: HttpsServer, ca_path: str | None) -> str:
     """`state` with each artifact's url, sha256 and CA pointing at `server`, which serves a
-    stand-in for each (named after the URL's last component). Returns the new state."""
+    stand-in for each (named after the URL's last component). Returns the new state.
+
+    With ca_path None the artifacts name no caFile: the nodes trust the server's CA
+    system-wide (as cloud-init's ca_certs makes them)."""
     def swap(match: re.Match) -> str:
         indent, name = match.group(1), match.group(2)
         data = stand_in(name)
         server.publish(name, data)
         return (f"{indent}url: {server.url(name)}\n"
                 f"{indent}sha256: {hashlib.sha256(data).hexdigest()}\n"
-                f"{indent}caFile: {ca_path}\n")
+                + (f"{indent}caFile: {ca_path}\n" if ca_path else ""))
     return re.sub(r"( +)url: https://\S+/([^/\s]+)\n +sha256: [0-9a-f]{64}\n", swap, state)

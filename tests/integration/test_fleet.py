@@ -158,12 +158,8 @@ def test_server_runs_under_its_hardened_unit_and_a_node_enrolls_with_it(node, bu
     own dynamic user; the agent in the same container enrolls with it."""
     from harness.server import free_port
     port = free_port()
-    node.write_file("/usr/bin/nodewarden-server",
-                    (build_dir / "server/cmd/nodewarden-server").read_bytes(), 0o755)
-    node.write_file("/etc/systemd/system/nodewarden-server.service",
-                    (Path(__file__).parents[2] / "systemd/nodewarden-server.service").read_text())
+    node.install_server(build_dir)
     node.write_file("/etc/nodewarden/server.yaml", f"listen: 127.0.0.1:{port}\n")
-    node.systemctl("daemon-reload")
     node.systemctl("start", "nodewarden-server.service")
     assert node.systemctl("is-active", "nodewarden-server.service").stdout.strip() == "active"
     # State and socket are the server's alone.

@@ -6,10 +6,8 @@ import json
 import threading
 import time
 
-import pytest
-
 from agent_helpers import (AGENT_UNIT, agent, agent_journal, state_yaml, status_text,
-                           wait_for, write_agent_config, write_state)
+                           wait_for, write_state)
 
 SLEEPER = "nw-sleeper.service"
 SLEEPER_UNIT = {"name": SLEEPER, "state": "running",

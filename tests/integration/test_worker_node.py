@@ -3,7 +3,7 @@ that kubelet and kubeadm come from a local HTTPS server standing in for the rele
 
 from pathlib import Path
 
-from agent_helpers import apply, assert_no_op, write_state
+from agent_helpers import apply, write_state
 from harness.https_server import HttpsServer, serve_artifacts, stand_in
 from harness.node import REPO_ROOT, Node
 

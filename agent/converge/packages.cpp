@@ -56,7 +56,7 @@ void planPackages(const v1::NodeState& state, PlanContext& context) {
   std::vector<std::string> changedPackages;  // installed, upgraded or removed
   for (const auto& package : state.packages()) {
     const std::string& name = package.name();
-    const std::string resource = "package " + name;
+    const std::string resource = std::string(kPackageResource) + name;
     auto found = snapshot.packages.find(name);
     const PackageInfo& info = found == snapshot.packages.end() ? kUnknown : found->second;
     const PackageWant want = packageWant(package);

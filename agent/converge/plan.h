@@ -4,6 +4,7 @@
 #include <functional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "agent/core/status.h"
@@ -24,6 +25,9 @@ struct Change {
   Outcome outcome = Outcome::kPlanned;
   std::string error;  // why it failed or was skipped
 };
+
+// How the resource of a package's change begins: "package containerd".
+inline constexpr std::string_view kPackageResource = "package ";
 
 // A step changes one thing on the node. Steps run one at a time in plan
 // order; a step whose prerequisite failed is skipped.

@@ -3,6 +3,7 @@
 #include <malloc.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -19,6 +20,7 @@
 #include "agent/heal/disk_pressure.h"
 #include "agent/heal/probe.h"
 #include "agent/metrics/metrics.h"
+#include "agent/packages/package_manager.h"
 #include "agent/state/loader.h"
 
 namespace nodewarden::daemon {
@@ -60,6 +62,7 @@ Daemon::Daemon(core::Clock& clock, systemd::SystemdManager& systemd, ServiceNoti
       started_(clock.wallNow()),
       watcher_(watcher),
       planner_(systemd, std::move(options.root), options.providers),
+      packages_(options.providers.packages),
       ledger_(options.stateDirectory + "/" + kRestartLedgerName),
       executor_(systemd, clock, &ledger_),
       config_(std::move(options.config)),
@@ -288,6 +291,7 @@ void Daemon::planAndApply(const v1::NodeState& target, std::set<std::string> owe
       return finished(converge::dryRunReport(*plan));
     }
     applyPaused(*plan);
+    const bool installs = !ready_ && installsPackages(*plan);
     // Ready once the first plan's jobs are queued, not done: a managed unit
     // ordered after the agent waits for the agent's own start.
     executor_.apply(
@@ -295,7 +299,31 @@ void Daemon::planAndApply(const v1::NodeState& target, std::set<std::string> owe
         [this] {
           if (!ready_) notify();
         });
+    if (installs && !ready_) readyIfPackagesLocked();
   });
+}
+
+bool Daemon::installsPackages(const converge::Plan& plan) {
+  return std::any_of(plan.changes.begin(), plan.changes.end(), [](const converge::Change& change) {
+    return change.resource.starts_with(converge::kPackageResource);
+  });
+}
+
+// The agent's package starts it from its maintainer script (under apt-get,
+// cloud-init's too), and that start returns only once the agent is ready,
+// while dpkg keeps its lock. A first plan that installs packages waits for
+// that lock, so the agent would wait for dpkg and dpkg for the agent until
+// the lock wait ran out. When another process holds the lock as the first
+// plan's transaction starts, the agent is ready at once and waits after.
+void Daemon::readyIfPackagesLocked() {
+  if (packages_ == nullptr) return;
+  if (auto holder = packages_->lockHolder()) {
+    NW_LOG(kLog, info,
+           "Ready before the first package transaction: the package database is locked by {}, "
+           "which may be waiting for this start",
+           *holder);
+    notify();
+  }
 }
 
 void Daemon::finished(const std::optional<converge::Report>& report) {

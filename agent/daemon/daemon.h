@@ -111,6 +111,8 @@ class Daemon final : public control::ControlHandler {
   const v1::NodeState* chooseState();
   void converge(const std::string& reason);
   void planAndApply(const v1::NodeState& target, std::set<std::string> owed, bool mayFallBack);
+  static bool installsPackages(const converge::Plan& plan);
+  void readyIfPackagesLocked();
   void finished(const std::optional<converge::Report>& report);
   void record(const converge::Report& report);
   void saveLastApplied();
@@ -132,6 +134,7 @@ class Daemon final : public control::ControlHandler {
   const core::WallTime started_;
   FileWatcher& watcher_;
   converge::Planner planner_;
+  packages::PackageManager* packages_;  // nullptr on a node without apt or dnf
   converge::RestartLedger ledger_;
   converge::Executor executor_;
   AgentConfig config_;

@@ -108,7 +108,7 @@ std::string lockOption(core::Duration wait) {
          std::to_string(std::chrono::duration_cast<std::chrono::seconds>(wait).count());
 }
 
-std::optional<AptPackageManager::LockHolder> lockHolder(const std::string& path) {
+std::optional<AptPackageManager::LockHolder> lockFileHolder(const std::string& path) {
   core::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.isValid()) return std::nullopt;
   struct flock probe {};
@@ -140,8 +140,8 @@ AptPackageManager::AptPackageManager(core::ProcessRunner& runner, core::Clock& c
     : runner_(runner), options_(std::move(options)), later_(clock) {}
 
 std::optional<AptPackageManager::LockHolder> AptPackageManager::dpkgLockHolder() const {
-  if (auto holder = lockHolder(options_.root + "/var/lib/dpkg/lock-frontend")) return holder;
-  return lockHolder(options_.root + "/var/lib/dpkg/lock");
+  if (auto holder = lockFileHolder(options_.root + "/var/lib/dpkg/lock-frontend")) return holder;
+  return lockFileHolder(options_.root + "/var/lib/dpkg/lock");
 }
 
 core::Result<PackageSnapshot> AptPackageManager::readInstalled(
@@ -315,6 +315,11 @@ void AptPackageManager::apply(const PackageTransaction& transaction, Done done) 
         return core::Status::internal(failure(command, result));
       },
       std::move(done));
+}
+
+std::optional<std::string> AptPackageManager::lockHolder() const {
+  if (auto holder = dpkgLockHolder()) return describe(*holder);
+  return std::nullopt;
 }
 
 std::string AptPackageManager::failure(const Command& command,

@@ -49,6 +49,7 @@ class AptPackageManager final : public PackageManager {
     return version == installed;
   }
   void apply(const PackageTransaction& transaction, Done done) override;
+  std::optional<std::string> lockHolder() const override;
 
   // The process holding dpkg's frontend lock (or dpkg's own), if any.
   std::optional<LockHolder> dpkgLockHolder() const;

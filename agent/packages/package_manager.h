@@ -82,6 +82,10 @@ class PackageManager {
   // the package database lock, waits for it up to a bound and says so in
   // the error if it ran out.
   virtual void apply(const PackageTransaction& transaction, Done done) = 0;
+
+  // Another process holding the package database lock now, described
+  // ("64 (dpkg)"), or nothing when it is free or this manager cannot tell.
+  virtual std::optional<std::string> lockHolder() const { return std::nullopt; }
 };
 
 }  // namespace nodewarden::packages

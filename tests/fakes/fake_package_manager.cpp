@@ -30,6 +30,14 @@ size_t FakePackageManager::complete() {
   return completed;
 }
 
+bool FakePackageManager::completeOne() {
+  if (queued_.empty()) return false;
+  std::function<void()> next = std::move(queued_.front());
+  queued_.pop_front();
+  next();
+  return true;
+}
+
 void FakePackageManager::observe(const std::vector<PackageWant>& wants, ObserveCallback done) {
   observations_.push_back(wants);
   PackageSnapshot snapshot;

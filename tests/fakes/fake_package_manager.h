@@ -3,6 +3,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,8 @@ class FakePackageManager final : public PackageManager {
   void setAvailable(const std::string& name, std::vector<std::string> versions);
   // The next apply() fails with `status` and changes nothing.
   void failNextApply(core::Status status) { applyFailure_ = std::move(status); }
+  // Another process holds the package database: lockHolder() says who.
+  void setLockHolder(std::optional<std::string> holder) { lockHolder_ = std::move(holder); }
 
   // Every transaction apply() was given, in order.
   const std::vector<PackageTransaction>& transactions() const { return transactions_; }
@@ -36,6 +39,8 @@ class FakePackageManager final : public PackageManager {
   size_t pending() const { return queued_.size(); }
   // Delivers queued results, including those queued meanwhile; returns how many.
   size_t complete();
+  // Delivers the oldest queued result only; returns whether there was one.
+  bool completeOne();
 
   std::string_view name() const override { return "fake"; }
   void observe(const std::vector<PackageWant>& wants, ObserveCallback done) override;
@@ -43,12 +48,14 @@ class FakePackageManager final : public PackageManager {
     return version == installed;
   }
   void apply(const PackageTransaction& transaction, Done done) override;
+  std::optional<std::string> lockHolder() const override { return lockHolder_; }
 
  private:
   std::map<std::string, PackageInfo> database_;  // installed, held, available, candidate
   std::vector<PackageTransaction> transactions_;
   std::vector<std::vector<PackageWant>> observations_;
   core::Status applyFailure_;
+  std::optional<std::string> lockHolder_;
   std::deque<std::function<void()>> queued_;
 };
 

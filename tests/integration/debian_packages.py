@@ -70,16 +70,17 @@ def ensure_fresh(version: str) -> bool:
     return True
 
 
-def dpkg(node: Node, *args: str) -> subprocess.CompletedProcess:
+def dpkg(node: Node, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     """dpkg in the node as an unattended install runs it: no terminal, no questions."""
-    return node.run(["env", "DEBIAN_FRONTEND=noninteractive", "dpkg", *args], timeout=300)
+    return node.run(["env", "DEBIAN_FRONTEND=noninteractive", "dpkg", *args], timeout=timeout)
 
 
-def install(node: Node, package: Path, *options: str) -> subprocess.CompletedProcess:
+def install(node: Node, package: Path, *options: str,
+            timeout: float = 300) -> subprocess.CompletedProcess:
     """Copies a .deb into the node and installs it with dpkg -i."""
     inside = f"/root/{package.name}"
     node.write_file(inside, package.read_bytes())
-    return dpkg(node, *options, "-i", inside)
+    return dpkg(node, *options, "-i", inside, timeout=timeout)
 
 
 def status(node: Node, package: str) -> str:

@@ -8,7 +8,9 @@ agent upgrade restarts no component of the node); remove stops the service and k
 configuration and state, purge takes both away.
 """
 
+import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,13 @@ SERVER_UNIT = "nodewarden-server.service"
 MANAGED_UNIT = "fleet-demo.service"
 AGENT_STATE = ("/var/lib/nodewarden", "/var/cache/nodewarden")
 SERVER_STATE = ("/var/lib/nodewarden-server", "/var/lib/private/nodewarden-server")
+
+
+@pytest.fixture
+def node(rootfs: Path) -> Iterator[Node]:
+    """A fresh node sharing the host's apt cache: agents here install packages."""
+    with Node(rootfs, shared_apt_cache=True) as booted:
+        yield booted
 
 
 @pytest.fixture(scope="module")
@@ -203,3 +212,32 @@ def test_server_package_install_upgrade_remove_purge(node: Node, versions, tmp_p
         assert not node.exists(path), f"{path} survived the purge"
     assert node.exists("/etc/nodewarden/agent.yaml")
     assert node.exists("/var/lib/nodewarden/pki/node.crt")
+
+
+def test_agent_package_installs_and_starts_with_a_state_that_installs_packages(node: Node,
+                                                                               versions):
+    """An image build or cloud-init puts node.yaml in place before the package, declaring
+    packages to install. The package's maintainer script starts the agent and waits for it
+    to be ready, while dpkg holds its lock for the whole install: an agent that waited for
+    that lock before it was ready would hold the install up for its whole lock wait (5
+    minutes), then fail its converge. It must be ready first and install after."""
+    current, _ = versions
+    node.write_file("/etc/nodewarden/node.yaml",
+                    "apiVersion: nodewarden.io/v1\nkind: NodeState\npackages:\n  - name: socat\n")
+    assert debs.status(node, "socat") == ""
+    try:
+        # Far below the agent's lock wait, far above an install's few seconds.
+        debs.install(node, debs.deb(AGENT, current), "--force-confold", timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail("dpkg -i did not return: the agent's start waited for dpkg's lock", False)
+    assert_running(node, AGENT_UNIT)
+
+    deadline = time.monotonic() + 180
+    while not debs.status(node, "socat").startswith("install ok installed"):
+        assert time.monotonic() < deadline, node.run(
+            ["journalctl", "-u", AGENT_UNIT, "-o", "cat", "--no-pager"]).stdout
+        time.sleep(0.5)
+    journal = node.run(["journalctl", "-u", AGENT_UNIT, "-o", "cat", "--no-pager"]).stdout
+    assert "Ready before the first package transaction: the package database is locked by" \
+        in journal
+    assert debs.status(node, AGENT).startswith("install ok installed")

@@ -23,6 +23,7 @@
 #include "agent/core/simulated_clock.h"
 #include "agent/daemon/file_watcher.h"
 #include "agent/heal/health.h"
+#include "tests/fakes/fake_package_manager.h"
 #include "tests/fakes/fake_service_notifier.h"
 #include "tests/fakes/fake_systemd_manager.h"
 #include "tests/unit/converge/converge_test_support.h"
@@ -141,11 +142,12 @@ class DaemonTest : public ::testing::Test {
   }
 
   // Builds the daemon as run.cpp does, on the fakes, and starts it.
-  void start(AgentConfig agentConfig) {
-    daemon_ = std::make_unique<Daemon>(
-        clock_, systemd_, notifier_, watcher_,
-        Daemon::Options{
-            .config = std::move(agentConfig), .stateDirectory = stateDirectory_, .root = root_});
+  void start(AgentConfig agentConfig, converge::Providers providers = {}) {
+    daemon_ = std::make_unique<Daemon>(clock_, systemd_, notifier_, watcher_,
+                                       Daemon::Options{.config = std::move(agentConfig),
+                                                       .stateDirectory = stateDirectory_,
+                                                       .root = root_,
+                                                       .providers = providers});
     daemon_->start();
   }
   void start() { start(config()); }
@@ -239,6 +241,36 @@ TEST_F(DaemonTest, ReadyOnceTheFirstJobsAreQueuedThenStatusOnceDone) {
               MatchesRegex("STATUS=In desired state, checked " + std::string(kChecked) +
                            "; last drift " + std::string(kChecked) + " \\([0-9]+ changed\\)"));
   EXPECT_EQ(watcher_.path(), stateFile_);
+}
+
+// dpkg starts the agent from its package's maintainer script and keeps the
+// package database locked until that start returns: a first converge that
+// installs packages would wait for the lock before ready, and dpkg for ready.
+TEST_F(DaemonTest, ReadyBeforeAFirstPackageTransactionWhenAnotherProcessHoldsTheLock) {
+  constexpr std::string_view kSocat = "packages:\n  - name: socat\n";
+  for (const bool locked : {true, false}) {
+    SCOPED_TRACE(locked ? "locked" : "free");
+    packages::FakePackageManager packages;
+    packages.setAvailable("socat", {"1.7.4.4-2"});
+    if (locked) packages.setLockHolder("64 (dpkg)");
+    notifier_ = FakeServiceNotifier();
+    writeState(kSocat);
+    start(config(), {.packages = &packages});
+
+    ASSERT_TRUE(packages.completeOne());  // observed: planned, the transaction started
+    ASSERT_EQ(packages.transactions().size(), 1u);
+    ASSERT_EQ(packages.pending(), 1u);
+    if (locked) {
+      EXPECT_THAT(notifier_.messages(), ElementsAre("READY=1\nSTATUS=Applying the first state"));
+    } else {
+      EXPECT_FALSE(notifier_.isReady());  // ready once the transaction is done
+    }
+
+    packages.complete();
+    EXPECT_TRUE(notifier_.isReady());
+    EXPECT_EQ(packages.package("socat").installed, "1.7.4.4-2");
+    daemon_.reset();
+  }
 }
 
 TEST_F(DaemonTest, ABurstOfChangesWithinTheSettleDelayConvergesOnce) {

@@ -29,6 +29,12 @@ namespace {
 
 const auto kLog = core::log::category("agent");
 
+bool installsPackages(const converge::Plan& plan) {
+  return std::any_of(plan.changes.begin(), plan.changes.end(), [](const converge::Change& change) {
+    return change.resource.starts_with(converge::kPackageResource);
+  });
+}
+
 std::string clockTime(core::WallTime time) {
   const std::time_t t = std::chrono::system_clock::to_time_t(time);
   std::tm tm;
@@ -291,7 +297,10 @@ void Daemon::planAndApply(const v1::NodeState& target, std::set<std::string> owe
       return finished(converge::dryRunReport(*plan));
     }
     applyPaused(*plan);
-    const bool installs = !ready_ && installsPackages(*plan);
+    // Asked before the transaction starts, which takes the lock itself.
+    const std::optional<std::string> lockedBy =
+        !ready_ && packages_ != nullptr && installsPackages(*plan) ? packages_->lockHolder()
+                                                                   : std::nullopt;
     // Ready once the first plan's jobs are queued, not done: a managed unit
     // ordered after the agent waits for the agent's own start.
     executor_.apply(
@@ -299,31 +308,20 @@ void Daemon::planAndApply(const v1::NodeState& target, std::set<std::string> owe
         [this] {
           if (!ready_) notify();
         });
-    if (installs && !ready_) readyIfPackagesLocked();
+    // The agent's package starts it from its maintainer script (under
+    // apt-get, cloud-init's too), and that start returns only once the agent
+    // is ready, while dpkg keeps its lock. A first plan that installs packages
+    // waits for that lock: the agent would wait for dpkg and dpkg for the
+    // agent until the lock wait ran out. So when another process holds the
+    // lock, the agent is ready as the transaction starts waiting.
+    if (lockedBy && !ready_) {
+      NW_LOG(kLog, info,
+             "Ready before the first package transaction: the package database is locked by "
+             "{}, which may be waiting for this start",
+             *lockedBy);
+      notify();
+    }
   });
-}
-
-bool Daemon::installsPackages(const converge::Plan& plan) {
-  return std::any_of(plan.changes.begin(), plan.changes.end(), [](const converge::Change& change) {
-    return change.resource.starts_with(converge::kPackageResource);
-  });
-}
-
-// The agent's package starts it from its maintainer script (under apt-get,
-// cloud-init's too), and that start returns only once the agent is ready,
-// while dpkg keeps its lock. A first plan that installs packages waits for
-// that lock, so the agent would wait for dpkg and dpkg for the agent until
-// the lock wait ran out. When another process holds the lock as the first
-// plan's transaction starts, the agent is ready at once and waits after.
-void Daemon::readyIfPackagesLocked() {
-  if (packages_ == nullptr) return;
-  if (auto holder = packages_->lockHolder()) {
-    NW_LOG(kLog, info,
-           "Ready before the first package transaction: the package database is locked by {}, "
-           "which may be waiting for this start",
-           *holder);
-    notify();
-  }
 }
 
 void Daemon::finished(const std::optional<converge::Report>& report) {

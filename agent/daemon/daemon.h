@@ -111,8 +111,6 @@ class Daemon final : public control::ControlHandler {
   const v1::NodeState* chooseState();
   void converge(const std::string& reason);
   void planAndApply(const v1::NodeState& target, std::set<std::string> owed, bool mayFallBack);
-  static bool installsPackages(const converge::Plan& plan);
-  void readyIfPackagesLocked();
   void finished(const std::optional<converge::Report>& report);
   void record(const converge::Report& report);
   void saveLastApplied();

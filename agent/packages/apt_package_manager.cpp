@@ -1,7 +1,5 @@
 #include "agent/packages/apt_package_manager.h"
 
-#include <fcntl.h>
-
 #include <algorithm>
 #include <map>
 #include <set>
@@ -10,7 +8,6 @@
 #include "agent/core/atomic_file.h"
 #include "agent/core/log.h"
 #include "agent/core/process_runner.h"
-#include "agent/core/unique_fd.h"
 #include "agent/packages/dpkg_status.h"
 #include "agent/packages/text_lines.h"
 #include "agent/packages/version_compare.h"
@@ -106,24 +103,6 @@ std::map<std::string, PolicyEntry, std::less<>> parsePolicy(std::string_view out
 std::string lockOption(core::Duration wait) {
   return "DPkg::Lock::Timeout=" +
          std::to_string(std::chrono::duration_cast<std::chrono::seconds>(wait).count());
-}
-
-std::optional<AptPackageManager::LockHolder> lockFileHolder(const std::string& path) {
-  core::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.isValid()) return std::nullopt;
-  struct flock probe {};
-  probe.l_type = F_WRLCK;
-  probe.l_whence = SEEK_SET;
-  if (::fcntl(fd.get(), F_GETLK, &probe) < 0 || probe.l_type == F_UNLCK) return std::nullopt;
-  // A holder in another PID namespace (the host of a container) reads as 0.
-  if (probe.l_pid <= 0) return AptPackageManager::LockHolder{0, ""};
-  return AptPackageManager::LockHolder{probe.l_pid, processName(probe.l_pid)};
-}
-
-// "1234 (unattended-upgr)", or who it may be when its PID is not visible here.
-std::string describe(const AptPackageManager::LockHolder& holder) {
-  if (holder.pid == 0) return "a process outside this node's PID namespace";
-  return std::to_string(holder.pid) + " (" + holder.name + ")";
 }
 
 }  // namespace

@@ -34,11 +34,7 @@ class AptPackageManager final : public PackageManager {
     core::Duration installTimeout = std::chrono::minutes(30);  // apt-get install, plus lockWait
   };
 
-  // Who holds a lock file: a process of this node.
-  struct LockHolder {
-    pid_t pid = 0;     // 0: a process outside this node's PID namespace
-    std::string name;  // its /proc/PID/comm
-  };
+  using LockHolder = packages::LockHolder;
 
   AptPackageManager(core::ProcessRunner& runner, core::Clock& clock, Options options);
 

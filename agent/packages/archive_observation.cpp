@@ -1,5 +1,7 @@
 #include "agent/packages/archive_observation.h"
 
+#include <fcntl.h>
+
 #include <algorithm>
 #include <chrono>
 #include <set>
@@ -7,6 +9,7 @@
 
 #include "agent/core/atomic_file.h"
 #include "agent/core/clock.h"
+#include "agent/core/unique_fd.h"
 #include "agent/packages/text_lines.h"
 
 namespace nodewarden::packages {
@@ -150,6 +153,23 @@ std::string describeFailure(std::string_view command,
   }
   if (!shown.empty()) message += ": " + joined(shown, "; ");
   return message;
+}
+
+std::optional<LockHolder> lockFileHolder(const std::string& path) {
+  core::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.isValid()) return std::nullopt;
+  struct flock probe {};
+  probe.l_type = F_WRLCK;
+  probe.l_whence = SEEK_SET;
+  if (::fcntl(fd.get(), F_GETLK, &probe) < 0 || probe.l_type == F_UNLCK) return std::nullopt;
+  // A holder in another PID namespace (the host of a container) reads as 0.
+  if (probe.l_pid <= 0) return LockHolder{0, ""};
+  return LockHolder{probe.l_pid, processName(probe.l_pid)};
+}
+
+std::string describe(const LockHolder& holder) {
+  if (holder.pid == 0) return "a process outside this node's PID namespace";
+  return std::to_string(holder.pid) + " (" + holder.name + ")";
 }
 
 std::string processName(pid_t pid) {

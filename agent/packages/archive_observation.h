@@ -4,6 +4,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -94,6 +95,19 @@ std::string describeFailure(std::string_view command,
 
 // The command name of a process (/proc/PID/comm), or "unknown" when it is gone.
 std::string processName(pid_t pid);
+
+// A process holding a package database's lock file.
+struct LockHolder {
+  pid_t pid = 0;     // 0: a process outside this node's PID namespace
+  std::string name;  // its /proc/PID/comm
+};
+
+// Who holds `path` write-locked with fcntl, as dpkg and rpm lock their
+// databases; nothing when it is free or missing.
+std::optional<LockHolder> lockFileHolder(const std::string& path);
+
+// "1234 (unattended-upgr)", or who it may be when its PID is not visible here.
+std::string describe(const LockHolder& holder);
 
 // Whole seconds, for messages ("300s").
 std::string seconds(core::Duration duration);

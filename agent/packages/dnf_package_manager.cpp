@@ -117,6 +117,15 @@ struct DnfPackageManager::Command {
   std::function<std::vector<std::string>(const core::ProcessResult&)> errors;
 };
 
+std::optional<std::string> DnfPackageManager::lockHolder() const {
+  // rpm's %_rpmlock_path; /var/lib/rpm links to /usr/lib/sysimage/rpm where
+  // the database moved.
+  if (auto holder = lockFileHolder(options_.root + "/var/lib/rpm/.rpm.lock")) {
+    return describe(*holder);
+  }
+  return std::nullopt;
+}
+
 DnfPackageManager::DnfPackageManager(core::ProcessRunner& runner, core::Clock& clock,
                                      Options options)
     : runner_(runner), options_(std::move(options)), later_(clock) {}

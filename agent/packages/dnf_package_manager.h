@@ -48,6 +48,8 @@ class DnfPackageManager final : public PackageManager {
   // an epoch is compared only when the pin has one, a missing one being 0.
   bool versionMatches(std::string_view version, std::string_view installed) const override;
   void apply(const PackageTransaction& transaction, Done done) override;
+  // rpm's transaction lock: held through a transaction, scriptlets included.
+  std::optional<std::string> lockHolder() const override;
 
  private:
   struct Command;

@@ -110,11 +110,15 @@ class PackagedServer:
         return {n["name"]: n for n in self.admin_json("nodes", "list").get("nodes", [])}
 
     def ca_pin(self) -> str:
-        """The pin the server logs at start, which an operator copies into agent.yaml."""
-        found = re.search(r"CA pin (sha256:[0-9a-f]{64})", self.journal())
-        if not found:
+        """The pin the server logged at its latest start, which an operator copies into
+        agent.yaml."""
+        if not (pins := self.ca_pins()):
             raise AssertionError(f"the server logged no CA pin:\n{self.journal()}")
-        return found.group(1)
+        return pins[-1]
+
+    def ca_pins(self) -> list[str]:
+        """The pin logged at each start, oldest first."""
+        return re.findall(r"CA pin (sha256:[0-9a-f]{64})", self.journal())
 
     def journal(self) -> str:
         return self.node.run(["journalctl", "-u", self.UNIT, "-o", "cat", "--no-pager"],

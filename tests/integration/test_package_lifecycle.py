@@ -101,6 +101,7 @@ def test_agent_package_install_upgrade_remove_purge(node: Node, build_dir, versi
         # Upgrade to a newer build: the agent restarts on the new package, with the same
         # configuration and identity (no new enrollment: the token is used up), and it
         # converges again without restarting or rewriting anything of the node.
+        upgraded_at_us = time.time() * 1e6
         debs.install(node, debs.deb(AGENT, newer))
         assert debs.status(node, AGENT) == f"install ok installed {newer}"
         agent_after = assert_running(node, AGENT_UNIT)
@@ -113,7 +114,7 @@ def test_agent_package_install_upgrade_remove_purge(node: Node, build_dir, versi
             shown = server.admin_json("nodes", "show", "packaged-1")
             report = shown.get("lastReport", {})
             return shown.get("connected") and report.get("result") == "ok" and \
-                int(report.get("finishedAtUs", 0)) > int(enrolled["lastReport"]["finishedAtUs"])
+                int(report.get("finishedAtUs", 0)) > upgraded_at_us
         server.wait_for("a converge report from the upgraded agent", converged_after_upgrade)
         shown = server.admin_json("nodes", "show", "packaged-1")
         assert shown["enrolledUs"] == enrolled["enrolledUs"]
@@ -183,7 +184,9 @@ def test_server_package_install_upgrade_remove_purge(node: Node, versions, tmp_p
     assert after["InvocationID"] != before["InvocationID"], "not restarted"
     assert node.read_file("/etc/nodewarden/server.yaml") == config.encode()
     assert node.read_file("/var/lib/nodewarden-server/ca.crt") == ca
-    assert server.ca_pin() == pin
+    assert server.wait_for("the upgraded server's start in its journal",
+                           lambda: len(server.ca_pins()) == 2)
+    assert server.ca_pins() == [pin, pin]
     upgraded_at_us = time.time() * 1e6
     server.wait_for("packaged-1 reconnected after the upgrade",
                     lambda: (n := server.nodes().get("packaged-1")) and n.get("connected")

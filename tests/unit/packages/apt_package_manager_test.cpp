@@ -1,9 +1,7 @@
 #include "agent/packages/apt_package_manager.h"
 
-#include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <optional>
@@ -271,58 +269,17 @@ TEST_F(AptPackageManagerTest, ATimeoutSaysHowLongItWaited) {
   EXPECT_EQ(applied.message(), "apt-get install timed out after 2100s");
 }
 
-// Holds `path` locked with fcntl from a child process until destroyed, as
-// another apt would: fcntl locks of this process would not show in F_GETLK.
-class LockingChild final {
- public:
-  explicit LockingChild(const std::string& path) {
-    int ready[2];
-    int release[2];
-    if (::pipe(ready) < 0 || ::pipe(release) < 0) return;
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::close(ready[0]);
-      ::close(release[1]);  // or the read below never sees the parent let go
-      const int fd = ::open(path.c_str(), O_RDWR | O_CREAT, 0640);
-      struct flock lock {};
-      lock.l_type = F_WRLCK;
-      lock.l_whence = SEEK_SET;
-      const char ok = (fd >= 0 && ::fcntl(fd, F_SETLK, &lock) == 0) ? '1' : '0';
-      (void)!::write(ready[1], &ok, 1);
-      char byte;
-      (void)!::read(release[0], &byte, 1);
-      ::_exit(0);
-    }
-    ::close(ready[1]);
-    ::close(release[0]);
-    release_ = release[1];
-    char ok = '0';
-    locked_ = ::read(ready[0], &ok, 1) == 1 && ok == '1';
-    ::close(ready[0]);
-  }
-  ~LockingChild() {
-    if (pid_ <= 0) return;
-    ::close(release_);
-    ::waitpid(pid_, nullptr, 0);
-  }
-  pid_t pid() const { return pid_; }
-  bool locked() const { return locked_; }
-
- private:
-  pid_t pid_ = -1;
-  int release_ = -1;
-  bool locked_ = false;
-};
-
 TEST_F(AptPackageManagerTest, NamesWhoHoldsTheDpkgLockWhenAptGivesUp) {
   root_.write("/var/lib/dpkg/lock-frontend", "");
   EXPECT_FALSE(manager_.dpkgLockHolder());
-  LockingChild holder(root_.path() + "/var/lib/dpkg/lock-frontend");
+  test::LockingChild holder(root_.path() + "/var/lib/dpkg/lock-frontend");
   ASSERT_TRUE(holder.locked());
   std::optional<AptPackageManager::LockHolder> seen = manager_.dpkgLockHolder();
   ASSERT_TRUE(seen);
   EXPECT_EQ(seen->pid, holder.pid());
   EXPECT_EQ(seen->name, processName(::getpid()));  // a fork keeps its parent's name
+  EXPECT_EQ(manager_.lockHolder(),
+            std::to_string(holder.pid()) + " (" + processName(::getpid()) + ")");
   runner_.respond({"apt-get", "install"}, 100, "",
                   "E: Could not get lock /var/lib/dpkg/lock-frontend. It is held by process " +
                       std::to_string(holder.pid()) + " (packages_test)\n");
@@ -340,7 +297,7 @@ TEST_F(AptPackageManagerTest, NamesWhoHoldsTheDpkgLockWhenAptGivesUp) {
 // is not blamed on the lock.
 TEST_F(AptPackageManagerTest, AnotherFailureWhileTheLockIsHeldIsNotBlamedOnTheLock) {
   root_.write("/var/lib/dpkg/lock-frontend", "");
-  LockingChild holder(root_.path() + "/var/lib/dpkg/lock-frontend");
+  test::LockingChild holder(root_.path() + "/var/lib/dpkg/lock-frontend");
   ASSERT_TRUE(holder.locked());
   runner_.respond({"apt-get", "install"}, 100, "",
                   "E: Unable to correct problems, you have held broken packages.\n");

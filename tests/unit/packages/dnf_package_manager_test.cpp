@@ -252,6 +252,16 @@ TEST_F(DnfPackageManagerTest, ATimeoutNamesWhoHoldsTheDnfLock) {
                                    ")");
 }
 
+TEST_F(DnfPackageManagerTest, NamesWhoHoldsRpmsTransactionLock) {
+  DnfPackageManager manager(runner_, clock_, {.root = root_.path()});
+  EXPECT_FALSE(manager.lockHolder());  // no lock file yet
+  root_.write("/var/lib/rpm/.rpm.lock", "");
+  EXPECT_FALSE(manager.lockHolder());
+  test::LockingChild rpm(root_.path() + "/var/lib/rpm/.rpm.lock");
+  ASSERT_TRUE(rpm.locked());
+  EXPECT_EQ(manager.lockHolder(), std::to_string(rpm.pid()) + " (" + processName(::getpid()) + ")");
+}
+
 TEST(VersionlockListTest, TakesTheNameOfEachLock) {
   EXPECT_THAT(parseVersionlockList("# comment\n\nkubelet-0:1.28.1-150500.1.1.*\n"
                                    "  cri-tools-1.28.0-1.1.x86_64  \n!runc-1.1-1.*\ngarbage\n"),

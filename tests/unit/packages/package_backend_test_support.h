@@ -1,5 +1,7 @@
 #pragma once
 
+#include <sys/types.h>
+
 #include <string>
 #include <string_view>
 
@@ -19,6 +21,25 @@ class TemporaryRoot final {
 
  private:
   std::string path_;
+};
+
+// Holds `path` locked with fcntl from a child process until destroyed, as
+// another apt or rpm would: fcntl locks of this process would not show in
+// F_GETLK.
+class LockingChild final {
+ public:
+  explicit LockingChild(const std::string& path);
+  ~LockingChild();
+  LockingChild(const LockingChild&) = delete;
+  LockingChild& operator=(const LockingChild&) = delete;
+
+  pid_t pid() const { return pid_; }
+  bool locked() const { return locked_; }
+
+ private:
+  pid_t pid_ = -1;
+  int release_ = -1;
+  bool locked_ = false;
 };
 
 }  // namespace nodewarden::packages::test

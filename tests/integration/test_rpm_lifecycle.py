@@ -73,6 +73,16 @@ def assert_runs_installed_binary(node: Node, running: dict[str, str], binary: st
     assert exe == binary
 
 
+def upgrade(node: Node, package: str, release: str, unit: str, before: dict[str, str]) -> None:
+    """rpm -U to `release`: the package is at it, and its unit was restarted on the new
+    binary (%systemd_postun_with_restart)."""
+    rpms.install(node, rpms.rpm_file(package, release), "-U")
+    assert rpms.installed(node, package) == rpms.rpm_file(package, release).stem
+    after = assert_running(node, unit)
+    assert after["InvocationID"] != before["InvocationID"], f"{unit} not restarted"
+    assert_runs_installed_binary(node, after, f"/usr/bin/{package}")
+
+
 def test_agent_rpm_install_upgrade_erase(node: Node, releases):
     old, new = releases
     packaged_agent_yaml = (REPO_ROOT / "packaging/config/agent.yaml").read_bytes()
@@ -107,11 +117,7 @@ def test_agent_rpm_install_upgrade_erase(node: Node, releases):
     # Upgrade: the agent restarts on the new package; the edited node.yaml is kept with
     # no .rpmnew beside it (the packaged copy did not change), and so is the state. Its
     # first converge finds nothing to do: nothing of the node is restarted or rewritten.
-    rpms.install(node, rpms.rpm_file(AGENT, new), "-U")
-    assert rpms.installed(node, AGENT) == rpms.rpm_file(AGENT, new).stem
-    agent_after = assert_running(node, AGENT_UNIT)
-    assert agent_after["InvocationID"] != agent_before["InvocationID"], "not restarted"
-    assert_runs_installed_binary(node, agent_after, "/usr/bin/nodewarden-agent")
+    upgrade(node, AGENT, new, AGENT_UNIT, agent_before)
     assert node.read_file("/etc/nodewarden/node.yaml") == state.encode()
     assert node.read_file("/etc/nodewarden/agent.yaml") == packaged_agent_yaml
     for path in ("/etc/nodewarden/node.yaml.rpmnew", "/etc/nodewarden/agent.yaml.rpmnew"):
@@ -174,11 +180,7 @@ def test_server_rpm_install_upgrade_erase(node: Node, releases):
     assert stored["states"][0]["document"] == group_state("stored-by-the-rpm")
 
     # Upgrade: restarted on the new package with the same configuration, CA and store.
-    rpms.install(node, rpms.rpm_file(SERVER, new), "-U")
-    assert rpms.installed(node, SERVER) == rpms.rpm_file(SERVER, new).stem
-    after = assert_running(node, SERVER_UNIT)
-    assert after["InvocationID"] != before["InvocationID"], "not restarted"
-    assert_runs_installed_binary(node, after, "/usr/bin/nodewarden-server")
+    upgrade(node, SERVER, new, SERVER_UNIT, before)
     assert node.read_file("/etc/nodewarden/server.yaml") == config.encode()
     assert not node.exists("/etc/nodewarden/server.yaml.rpmnew")
     assert node.read_file("/var/lib/nodewarden-server/ca.crt") == ca

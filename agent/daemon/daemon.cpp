@@ -337,6 +337,7 @@ void Daemon::finished(const std::optional<converge::Report>& report) {
     converged_(lastResult_, !rejected_.empty() ? rejected_ : planError_,
                report ? &*report : nullptr);
   }
+  if (disk_) disk_->recheckUnreadable();
   notify();
   lock_.reset();
   intervalTimer_->armIn(config_.driftCheckInterval);

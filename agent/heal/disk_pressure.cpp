@@ -221,6 +221,13 @@ void DiskPressureMonitor::configure(const v1::DiskPressure& message) {
   checkTimer_->armIn(core::Duration::zero());
 }
 
+void DiskPressureMonitor::recheckUnreadable() {
+  if (!config_ || cleanup_) return;
+  const bool unreadable = std::any_of(usage_.begin(), usage_.end(),
+                                      [](const MountUsage& mount) { return !mount.percent; });
+  if (unreadable) check();
+}
+
 DiskPressureStatus DiskPressureMonitor::status() const {
   return {.enabled = config_.has_value(),
           .lastCheck = lastCheck_,

@@ -83,6 +83,11 @@ class DiskPressureMonitor final {
   // the rate limit carries over.
   void configure(const v1::DiskPressure& config);
 
+  // Checks again now if a mount could not be read last time: the converge
+  // that just ran may have made it (containerd's /var/lib/containerd comes
+  // with its package). Otherwise waits for the check interval.
+  void recheckUnreadable();
+
   DiskPressureStatus status() const;
 
  private:

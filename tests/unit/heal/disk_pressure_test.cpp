@@ -462,6 +462,27 @@ TEST_F(DiskPressureTest, AnUnreadableMountIsReportedAndTheOthersStillCount) {
   EXPECT_FALSE(status.lastCleanup.has_value());
 }
 
+TEST_F(DiskPressureTest, AMountThatWasMissingIsReadAgainWhenAsked) {
+  v1::DiskPressure config;
+  config.add_mounts("/");
+  config.add_mounts("/var/lib/containerd");
+  monitor_.configure(config);
+  clock_.advance(0s);
+  ASSERT_THAT(pressure()->message, HasSubstr("could not read"));
+  const size_t reads = usageReads_;
+
+  // A converge installed containerd: its directory is there now.
+  setUsage("/var/lib/containerd", 50);
+  monitor_.recheckUnreadable();
+  EXPECT_EQ(pressure()->message,
+            "/ is 40% full, /var/lib/containerd is 50% full, within the threshold of 85%");
+  EXPECT_EQ(usageReads_, reads + 2);
+
+  // Every mount read: nothing to read again before the check interval.
+  monitor_.recheckUnreadable();
+  EXPECT_EQ(usageReads_, reads + 2);
+}
+
 TEST_F(DiskPressureTest, StatusTellsWhenTheLastCleanupStarted) {
   setUsage("/", 90);
   monitor_.configure(cleanups());

@@ -15,6 +15,10 @@ class AgentMessage;
 
 namespace nodewarden::fleet {
 
+// A spool file's bytes for a serialized message: "NWS1", the CRC-32 of the
+// payload (little-endian), the payload.
+std::string spoolRecord(std::string_view payload);
+
 // The agent's outbox: messages for the control plane that the server has not
 // acknowledged yet, kept on disk so that they survive restarts and outages and
 // are sent, in order, on the next connection. Numbers every message with a
@@ -23,10 +27,6 @@ namespace nodewarden::fleet {
 // sent and acknowledged like any other, tells the server how many.
 //
 // Not thread-safe; lives on the loop thread.
-// A spool file's bytes for a serialized message: "NWS1", the CRC-32 of the
-// payload (little-endian), the payload.
-std::string spoolRecord(std::string_view payload);
-
 class Spool final {
  public:
   struct Limits {

@@ -283,9 +283,9 @@ void AptPackageManager::apply(const PackageTransaction& transaction, Done done) 
   mark("hold", transaction.hold);
   mark("unhold", transaction.unhold);
 
-  if (auto holder = dpkgLockHolder()) {
+  if (auto holder = lockHolder()) {
     NW_LOG(logger(), warn, "Waiting up to {} for the dpkg lock held by {}",
-           seconds(options_.lockWait), describe(*holder));
+           seconds(options_.lockWait), *holder);
   }
   runInOrder(
       runner_, std::move(commands),
@@ -311,9 +311,9 @@ std::string AptPackageManager::failure(const Command& command,
       result &&
       (result->timedOut || result->stderrData.find("Could not get lock") != std::string::npos);
   if (command.takesDpkgLock && lockWaitRanOut) {
-    if (auto holder = dpkgLockHolder()) {
+    if (auto holder = lockHolder()) {
       std::string message = command.label + " timed out after " + seconds(options_.lockWait) +
-                            " waiting for the dpkg lock held by " + describe(*holder);
+                            " waiting for the dpkg lock held by " + *holder;
       if (!errors.empty()) message += ": " + joined(errors, "; ");
       return message;
     }

@@ -92,8 +92,7 @@ def agent_package(build_dir: Path, out_dir: Path) -> tuple[Path, bool]:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(source.read_bytes())
         target.chmod(mode)
-    arch = subprocess.run(["dpkg", "--print-architecture"], check=True, capture_output=True,
-                          text=True).stdout.strip()
+    arch = debian_packages.architecture()
     (tree / "DEBIAN").mkdir()
     (tree / "DEBIAN/control").write_text(
         f"Package: {PACKAGE}\nVersion: 0.0~standin\nArchitecture: {arch}\n"

@@ -6,6 +6,7 @@ scripts/test builds them before the integration tests run; a test run alone buil
 what dist/ lacks (about ten minutes: the code is compiled once for both versions).
 """
 
+import functools
 import json
 import re
 import subprocess
@@ -30,13 +31,14 @@ def next_version(version: str) -> str:
     return f"{upstream}-{int(revision) + 1}"
 
 
-def _architecture() -> str:
+@functools.cache
+def architecture() -> str:
     return subprocess.run(["dpkg", "--print-architecture"], check=True, capture_output=True,
                           text=True).stdout.strip()
 
 
 def deb(package: str, version: str) -> Path:
-    return DIST / f"{package}_{version}_{_architecture()}.deb"
+    return DIST / f"{package}_{version}_{architecture()}.deb"
 
 
 def ensure_built(*versions: str) -> None:

@@ -6,17 +6,18 @@ scripts/test builds both releases before the integration tests run; a test run a
 builds what dist/ lacks (the code is compiled once for both releases).
 """
 
+import functools
 import re
 import subprocess
-import time
 from pathlib import Path
 
 from debian_packages import DIST
-from harness.node import REPO_ROOT, CommandError, Node
+from harness.node import REPO_ROOT, Node
 
 RELEASES = ("1", "2")
 
 
+@functools.cache
 def version() -> str:
     """The project's version, which the packages carry (scripts/package-rpm reads it too)."""
     found = re.search(r"^\s*version\s*:\s*'([^']*)'", (REPO_ROOT / "meson.build").read_text(),
@@ -26,6 +27,7 @@ def version() -> str:
     return found.group(1)
 
 
+@functools.cache
 def _architecture() -> str:
     return subprocess.run(["rpm", "--eval", "%{_arch}"], check=True, capture_output=True,
                           text=True).stdout.strip()
@@ -46,22 +48,7 @@ def ensure_built(*releases: str) -> None:
 
 def install_rpm_tool(node: Node) -> None:
     """Debian's rpm in the node: its own database in /var/lib/rpm, beside dpkg's."""
-    _apt_get(node, "update -q")
-    _apt_get(node, "install -y -q --no-install-recommends rpm")
-
-
-def _apt_get(node: Node, arguments: str, timeout: float = 300) -> None:
-    """apt-get in the node, waiting while another node holds a lock of the shared apt
-    cache (apt gives up at once: "Could not get lock")."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            node.run(f"DEBIAN_FRONTEND=noninteractive apt-get {arguments}", timeout=timeout)
-            return
-        except CommandError as e:
-            if "Could not get lock" not in (e.stderr or "") or time.monotonic() > deadline:
-                raise
-        time.sleep(1)
+    node.apt_install("rpm")
 
 
 # --nodeps on every install and erase: the packages require Fedora's names (systemd, the

@@ -32,9 +32,7 @@ def node(rootfs: Path, build_dir: Path) -> Iterator[Node]:
 
 def install_man_pages(node: Node) -> None:
     """man, as on a standard Debian install, and the pages the packages install."""
-    node.run(["apt-get", "update", "-q"], timeout=300)
-    node.run("DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "
-             "man-db", timeout=300)
+    node.apt_install("man-db")
     for page in sorted((REPO_ROOT / "docs/man").glob("*.8")):
         node.write_file(f"/usr/share/man/man8/{page.name}", page.read_bytes())
 

@@ -282,6 +282,26 @@ class Node:
             self.write_file("/etc/systemd/system/nodewarden-agent.service", unit.read_text())
         self.systemctl("daemon-reload")
 
+    def apt_install(self, *packages: str, timeout: float = 300) -> None:
+        """Installs Debian packages in the node from the archive, its lists refreshed first.
+
+        Waits while another node holds a lock of the shared apt cache, where apt gives up
+        at once ("Could not get lock").
+        """
+        for arguments in (["update", "-q"],
+                          ["install", "-y", "-q", "--no-install-recommends", *packages]):
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    self.run(["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", *arguments],
+                             timeout=timeout)
+                    break
+                except CommandError as e:
+                    if "Could not get lock" not in (e.stderr or "") or \
+                            time.monotonic() > deadline:
+                        raise
+                time.sleep(1)
+
     def install_server(self, build_dir: Path) -> None:
         """Installs the server built in build_dir and the repository's unit file."""
         binary = Path(build_dir) / "server/cmd/nodewarden-server"
